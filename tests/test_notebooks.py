@@ -1,7 +1,7 @@
 """Tier 3: every notebook in notebooks/ runs headlessly under papermill on its smoke defaults.
 
-The notebooks run in order in one temporary run folder, as `workbench run` runs them, so a
-later notebook finds the earlier one's outputs; each also regenerates missing inputs itself.
+The notebooks run in order in one run folder, exactly as `workbench run` runs them (the
+`smoke_run` fixture), so a later notebook finds the earlier one's outputs.
 """
 
 from __future__ import annotations
@@ -11,16 +11,14 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+from workbench.run import STAGES
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("notebook_run")
-
-
-def test_notebooks_exist_and_are_stripped():
-    assert NOTEBOOKS, "no numbered notebooks in notebooks/"
+def test_every_notebook_is_a_stage_and_stripped():
+    assert [nb.name for nb in NOTEBOOKS] == [notebook for _, notebook in STAGES]
     for nb in NOTEBOOKS:
         cells = json.loads(nb.read_text())["cells"]
         code = [c for c in cells if c["cell_type"] == "code"]
@@ -28,23 +26,18 @@ def test_notebooks_exist_and_are_stripped():
         tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, f"{nb.name} needs exactly one cell tagged 'parameters'"
         assert code.index(tagged[0]) == 0, f"{nb.name}: the parameters cell must be the first code cell"
+        source = "".join(tagged[0]["source"])
+        for name in ("profile", "run_dir", "seed", "model"):
+            assert f"{name} =" in source, f"{nb.name}: parameters cell lacks {name!r}"
+        assert 'profile = "smoke"' in source, f"{nb.name}: parameter defaults must be the smoke profile"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook_runs(notebook, run_dir):
-    import papermill as pm
-
-    out = run_dir / "executed" / notebook.name
-    out.parent.mkdir(exist_ok=True)
-    pm.execute_notebook(
-        str(notebook),
-        str(out),
-        parameters={"profile": "smoke", "run_dir": str(run_dir), "seed": 0},
-        kernel_name="python3",
-        cwd=str(notebook.parent),
-        progress_bar=False,
-    )
-    executed = json.loads(out.read_text())
-    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors, f"{notebook.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+@pytest.mark.parametrize("notebook", [nb.name for nb in NOTEBOOKS])
+def test_notebook_executes_without_errors(notebook, smoke_run):
+    out, manifest = smoke_run
+    executed = json.loads((out / "notebooks" / notebook).read_text())
+    code = [c for c in executed["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), f"{notebook}: not every cell ran"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{notebook}: {errors[0].get('ename')}: {errors[0].get('evalue')}"

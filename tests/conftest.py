@@ -1,0 +1,22 @@
+"""Shared fixtures. The expensive ones (a smoke dataset, a smoke run of all notebooks) are
+session-scoped so the suite pays for each once."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests run on 2 cores: keep torch from oversubscribing them, and never reach for a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """`workbench run --profile smoke` into a temporary folder: (run folder, manifest)."""
+    from workbench.run import RunSettings, run
+
+    out = tmp_path_factory.mktemp("smoke_run") / "run"
+    manifest = run(RunSettings(profile="smoke", out=str(out)), progress=False)
+    return out, manifest

@@ -1,0 +1,118 @@
+"""The runner (`workbench run`): parameters, resume, failure reporting, and the smoke run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pytest
+
+from workbench import run as run_mod
+from workbench.cli import main
+from workbench.run import RunSettings, StageFailed, stage_parameters
+
+
+def test_stage_parameters_merge_common_and_per_stage_overrides(tmp_path):
+    settings = RunSettings(out=str(tmp_path), params={"seed_data": 5, "stages": {"sft": {"max_steps": 3}}})
+    sft = stage_parameters(settings, "sft")
+    data = stage_parameters(settings, "data")
+    assert sft["max_steps"] == 3 and "max_steps" not in data
+    assert sft["seed_data"] == data["seed_data"] == 5
+    assert sft["run_dir"] == str(tmp_path.resolve()) and sft["profile"] == "smoke"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"profile": "huge"}, "unknown profile 'huge'"),
+        ({"from_stage": "train"}, "unknown stage 'train'"),
+        ({"params": {"stages": {"nope": {}}}}, "unknown stages ['nope']"),
+    ],
+)
+def test_bad_settings_name_the_bad_value(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        RunSettings(**kwargs)
+    assert message in str(err.value)
+
+
+def test_resume_without_a_manifest_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        run_mod.run(RunSettings(out=str(tmp_path / "r"), from_stage="sft"), progress=False)
+
+
+def test_refuses_a_foreign_non_empty_folder(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a workbench run folder"):
+        run_mod.run(RunSettings(out=str(tmp_path)), progress=False)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_bad_params_file_is_a_clear_cli_error(tmp_path, capsys):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("- just\n- a list\n")
+    assert main(["run", "--out", str(tmp_path / "r"), "--params", str(bad)]) == 2
+    assert "must hold a mapping" in capsys.readouterr().err
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.mark.slow
+def test_failed_cell_names_stage_notebook_and_error_then_resume(tmp_path, monkeypatch):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    marker = tmp_path / "ok"
+    _notebook(nb_dir / "a.ipynb", 'profile = "smoke"\nrun_dir = ""', "print('first stage ok')")
+    _notebook(
+        nb_dir / "b.ipynb",
+        'profile = "smoke"\nrun_dir = ""',
+        f"import os\nif not os.path.exists({str(marker)!r}): raise ValueError('bad row 7')",
+    )
+    monkeypatch.setattr(run_mod, "NOTEBOOK_DIR", nb_dir)
+    monkeypatch.setattr(run_mod, "STAGES", (("data", "a.ipynb"), ("sft", "b.ipynb")))
+    monkeypatch.setattr(run_mod, "STAGE_NAMES", ("data", "sft"))
+    out = tmp_path / "run"
+    with pytest.raises(StageFailed) as err:
+        run_mod.run(RunSettings(out=str(out)), progress=False)
+    message = str(err.value)
+    assert "stage 'sft'" in message and "b.ipynb" in message and "ValueError: bad row 7" in message
+    assert "--from sft" in message
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["data"]["status"] == "done"
+    assert manifest["stages"]["sft"]["status"] == "failed"
+
+    first_stage_copy = out / "notebooks" / "a.ipynb"
+    mtime = os.path.getmtime(first_stage_copy)
+    marker.write_text("fixed")
+    manifest = run_mod.run(RunSettings(out=str(out), from_stage="sft"), progress=False)
+    assert manifest["stages"]["sft"]["status"] == "done"
+    assert os.path.getmtime(first_stage_copy) == mtime, "--from redid a finished stage"
+    assert (out / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_manifest_metrics_and_report(smoke_run):
+    out, manifest = smoke_run
+    assert all(s["status"] == "done" for s in manifest["stages"].values())
+    assert list(manifest["stages"]) == list(run_mod.STAGE_NAMES)
+    assert manifest["data_fingerprint"] and manifest["versions"]["torch"] != "not installed"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics and {"model", "path", "split", "category", "n"} <= set(metrics[0])
+    report = (out / "report.html").read_text()
+    assert "<table>" in report and "plotly" in report.lower()
+
+
+@pytest.mark.slow
+def test_from_skips_finished_stages(smoke_run):
+    out, _ = smoke_run
+    data_copy = out / "notebooks" / "01_build_data.ipynb"
+    mtime = os.path.getmtime(data_copy)
+    manifest = run_mod.run(RunSettings(out=str(out), from_stage="traces"), progress=False)
+    assert os.path.getmtime(data_copy) == mtime
+    assert manifest["stages"]["traces"]["status"] == "done"

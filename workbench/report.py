@@ -1,0 +1,136 @@
+"""The self-contained `report.html` of a run (written by `workbench run`).
+
+It reads only files on disk: `manifest.json`, `eval/metrics.json` and the `trainer_state.json`
+(Hugging Face Trainer's `log_history`) that the SFT and GRPO stages save, so it can be re-made
+for any finished run folder: `workbench.report.render(Path("runs/smoke"), manifest)`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+METRIC_COLUMNS = (
+    "n",
+    "choice_accuracy",
+    "number_mra",
+    "success_25",
+    "center_error_m",
+    "detect_reward",
+    "format_rate",
+    "implied_answer_agreement",
+)
+
+
+def render(out: Path, manifest: dict[str, Any]) -> str:
+    """HTML text of the report; plotly.js is inlined once so the file works offline."""
+    import plotly.io as pio
+
+    out = Path(out)
+    metrics = _read_json(out / "eval" / "metrics.json") or []
+    figures = []
+    for stage in ("sft", "grpo"):
+        history = training_history(out / stage)
+        if history:
+            figures.append((f"{stage.upper()} training", _history_figure(history, stage)))
+    if metrics:
+        figures.append(("Accuracy per category and path", _category_figure(metrics)))
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>SR-ReaL workbench run</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "th{background:#f0f0f0}td.l{text-align:left}</style></head><body>",
+        "<h1>SR-ReaL workbench run</h1>",
+        _summary_table(manifest),
+    ]
+    include = "inline"
+    for title, fig in figures:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(pio.to_html(fig, include_plotlyjs=include, full_html=False))
+        include = False  # plotly.js once per page
+    parts.append("<h2>Results</h2>")
+    parts.append(metrics_table(metrics) if metrics else "<p>No evaluation metrics in this run.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def training_history(stage_dir: Path) -> list[dict[str, Any]]:
+    """`log_history` of a trainer stage folder (final `trainer_state.json`, else the last checkpoint's)."""
+    candidates = [stage_dir / "trainer_state.json"]
+    candidates += sorted(stage_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))[::-1]
+    for path in candidates:
+        state = _read_json(path)
+        if state:
+            return state.get("log_history", [])
+    return []
+
+
+def metrics_table(rows: list[dict[str, Any]]) -> str:
+    keys = ("model", "path", "split", "category")
+    head = "".join(f"<th>{k}</th>" for k in keys + METRIC_COLUMNS)
+    body = []
+    for row in rows:
+        cells = "".join(f"<td class='l'>{html.escape(str(row.get(k, '')))}</td>" for k in keys)
+        cells += "".join(f"<td>{_fmt(row.get(k))}</td>" for k in METRIC_COLUMNS)
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _summary_table(manifest: dict[str, Any]) -> str:
+    rows = [
+        ("profile", manifest.get("profile")),
+        ("model", manifest.get("model")),
+        ("seed", manifest.get("seed")),
+        ("git commit", manifest.get("git_commit")),
+        ("data fingerprint", manifest.get("data_fingerprint")),
+        ("total seconds", manifest.get("total_seconds")),
+    ]
+    rows += [(f"stage {name}", f"{s.get('status')} in {s.get('seconds')} s") for name, s in manifest.get("stages", {}).items()]
+    rows += [(name, version) for name, version in manifest.get("versions", {}).items()]
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td class='l'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _history_figure(history: list[dict[str, Any]], stage: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    keys = ["loss"] if stage == "sft" else ["reward", "rewards/accuracy/mean", "rewards/format/mean", "rewards/detect/mean"]
+    keys += [k for k in ("eval_loss", "dynamic_sampling/kept_group_fraction") if any(k in h for h in history)]
+    for key in keys:
+        points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
+        if points:
+            steps, values = zip(*points)
+            fig.add_scatter(x=steps, y=values, mode="lines+markers", name=key)
+    fig.update_layout(xaxis_title="step", height=350, margin=dict(t=20, b=40))
+    return fig
+
+
+def _category_figure(metrics: list[dict[str, Any]]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    rows = [r for r in metrics if r.get("category") != "all" and r.get("choice_accuracy") is not None]
+    for key in sorted({(r.get("model"), r.get("path"), r.get("split")) for r in rows}, key=str):
+        sel = [r for r in rows if (r.get("model"), r.get("path"), r.get("split")) == key]
+        fig.add_bar(x=[r["category"] for r in sel], y=[r["choice_accuracy"] for r in sel], name=" / ".join(map(str, key)))
+    fig.update_layout(barmode="group", yaxis_title="choice accuracy", height=400, margin=dict(t=20, b=80))
+    return fig
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return html.escape(str(value))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,261 @@
+"""`workbench run`: the main job. Executes notebooks 01-05 in order with papermill.
+
+The notebooks a person steps through in JupyterLab are the pipeline: this module only runs
+them headlessly, passing each the same parameters (profile, run folder, seed, model and any
+overrides), and records what happened.
+
+    DIR/notebooks/NN_*.ipynb   executed copies (outputs kept)
+    DIR/data, sft, grpo, eval  the stage outputs the notebooks write
+    DIR/manifest.json          profile, parameters, seeds, data fingerprint, versions, git
+                               commit, status and timing per stage
+    DIR/metrics.json           the evaluation table (copied from DIR/eval)
+    DIR/report.html            self-contained report: results table, charts, curves
+
+A failed cell stops the run with the notebook, cell and error named; `--from STAGE` resumes
+there without redoing the stages the manifest marks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from workbench import io
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+STAGES = (
+    ("data", "01_build_data.ipynb"),
+    ("sft", "02_cold_start_sft.ipynb"),
+    ("grpo", "03_grpo.ipynb"),
+    ("eval", "04_evaluate.ipynb"),
+    ("traces", "05_traces_3d.ipynb"),
+)
+STAGE_NAMES = tuple(name for name, _ in STAGES)
+PROFILES = ("smoke", "default", "gpu")
+PACKAGES = ("workbench", "torch", "transformers", "trl", "peft", "datasets", "open3d", "papermill", "gradio")
+
+
+@dataclass
+class RunSettings:
+    """Settings of one `workbench run`."""
+
+    profile: str = "smoke"
+    """Profile passed to every notebook: smoke | default | gpu."""
+    out: str = "runs/smoke"
+    """Run folder; stage outputs, executed notebooks, manifest and report go here."""
+    seed: int = 0
+    """Seed passed to every notebook."""
+    model: str = ""
+    """"" = the built-in tiny model; else a pretrained VLM name or path (e.g. a Qwen2.5-VL)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Extra notebook parameters: {name: value} for every stage, or {stages: {stage: {...}}}."""
+    from_stage: str | None = None
+    """Resume at this stage; earlier stages must be marked done in the manifest."""
+    kernel_name: str = "python3"
+    """Jupyter kernel the notebooks run on."""
+
+    def __post_init__(self):
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose one of {PROFILES}")
+        if self.from_stage is not None and self.from_stage not in STAGE_NAMES:
+            raise ValueError(f"unknown stage {self.from_stage!r}; choose one of {STAGE_NAMES}")
+        unknown = set(self.params.get("stages", {})) - set(STAGE_NAMES)
+        if unknown:
+            raise ValueError(f"params file names unknown stages {sorted(unknown)}; stages are {STAGE_NAMES}")
+
+
+class StageFailed(RuntimeError):
+    """A notebook cell raised; the message names the stage, notebook, cell and error."""
+
+
+def stage_parameters(settings: RunSettings, stage: str) -> dict[str, Any]:
+    """Parameters papermill injects into one stage's notebook."""
+    common = {k: v for k, v in settings.params.items() if k != "stages"}
+    params = {
+        "profile": settings.profile,
+        "run_dir": str(Path(settings.out).resolve()),
+        "seed": settings.seed,
+        "model": settings.model,
+        **common,
+    }
+    params.update(settings.params.get("stages", {}).get(stage, {}))
+    return params
+
+
+def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
+    """Execute the stages in order; return the manifest. Raises StageFailed on a failed cell."""
+    import papermill as pm
+    from tqdm.auto import tqdm
+
+    out = Path(settings.out).resolve()
+    manifest_path = out / "manifest.json"
+    manifest = _load_manifest(manifest_path) if settings.from_stage else {}
+    start = STAGE_NAMES.index(settings.from_stage) if settings.from_stage else 0
+    for name in STAGE_NAMES[:start]:
+        status = manifest.get("stages", {}).get(name, {}).get("status")
+        if status != "done":
+            raise ValueError(
+                f"cannot resume from {settings.from_stage!r}: stage {name!r} is not finished in "
+                f"{manifest_path} (status {status!r}); run without --from first"
+            )
+    if not settings.from_stage and out.exists() and any(out.iterdir()) and not manifest_path.exists():
+        raise FileExistsError(f"{out} exists and is not a workbench run folder (no manifest.json)")
+
+    manifest.update(
+        {
+            "profile": settings.profile,
+            "seed": settings.seed,
+            "model": settings.model or "built-in tiny model",
+            "settings": asdict(settings),
+            "versions": _versions(),
+            "git_commit": _git_commit(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        }
+    )
+    stages = manifest.setdefault("stages", {})
+    for name in STAGE_NAMES[start:]:
+        stages.pop(name, None)  # a resumed stage and everything after it run again
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    io.write_json(manifest_path, manifest)
+
+    bar = tqdm(STAGES[start:], desc="stages", unit="stage", disable=not progress, position=0)
+    for index, (name, notebook) in enumerate(bar, start=start + 1):
+        bar.set_description(f"stage {index}/{len(STAGES)} {name}")
+        params = stage_parameters(settings, name)
+        executed = out / "notebooks" / notebook
+        t0 = time.time()
+        stages[name] = {"status": "running", "notebook": str(executed), "parameters": params}
+        io.write_json(manifest_path, manifest)
+        try:
+            pm.execute_notebook(
+                str(NOTEBOOK_DIR / notebook),
+                str(executed),
+                parameters=params,
+                kernel_name=settings.kernel_name,
+                cwd=str(NOTEBOOK_DIR),
+                progress_bar={"desc": f"  {notebook}", "position": 1, "leave": False} if progress else False,
+            )
+        except pm.PapermillExecutionError as err:
+            stages[name].update(status="failed", seconds=round(time.time() - t0, 1))
+            stages[name]["error"] = {"cell": err.exec_count, "ename": err.ename, "evalue": err.evalue}
+            io.write_json(manifest_path, manifest)
+            raise StageFailed(
+                f"stage {name!r} failed: {notebook} cell [{err.exec_count}] raised {err.ename}: {err.evalue}\n"
+                f"executed copy with the traceback: {executed}\n"
+                f"after fixing it, resume with: workbench run --profile {settings.profile} "
+                f"--out {settings.out} --from {name}"
+            ) from None
+        stages[name].update(status="done", seconds=round(time.time() - t0, 1))
+        if name == "data":
+            manifest["data_fingerprint"] = data_fingerprint(out / "data")
+        io.write_json(manifest_path, manifest)
+    bar.close()
+
+    metrics = out / "eval" / "metrics.json"
+    if metrics.exists():
+        shutil.copyfile(metrics, out / "metrics.json")
+    manifest["total_seconds"] = round(sum(s.get("seconds", 0) for s in stages.values()), 1)
+    io.write_json(manifest_path, manifest)
+    write_report(out, manifest)
+    return manifest
+
+
+def data_fingerprint(data_dir: Path) -> str | None:
+    """sha256 over the dataset's files (names and bytes): same data, same fingerprint."""
+    if not data_dir.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in data_dir.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(data_dir)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def write_report(out: Path, manifest: dict[str, Any]) -> Path:
+    """A self-contained report.html: run summary, results table, charts and training curves."""
+    from workbench import report
+
+    return io.write_text(out / "report.html", report.render(out, manifest))
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"no manifest at {path}: nothing to resume (run without --from first)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"corrupt run manifest {path}: {err}") from None
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version("srreal-workbench" if name == "workbench" else name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=NOTEBOOK_DIR.parent
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _read_params_file(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    import yaml
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"params file {path} does not exist")
+    try:
+        params = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"params file {path} is not valid YAML: {err}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"params file {path} must hold a mapping of parameter names, got {type(params).__name__}")
+    return params
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--profile", default="smoke", choices=PROFILES, help="profile for every notebook")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--params", default=None, help="YAML of extra notebook parameters (or stages: {name: {...}})")
+    parser.add_argument("--from", dest="from_stage", default=None, choices=STAGE_NAMES, help="resume at this stage")
+    parser.add_argument("--model", default="", help="pretrained VLM name or path (default: the built-in tiny model)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def cli(args) -> int:
+    settings = RunSettings(
+        profile=args.profile,
+        out=args.out,
+        seed=args.seed,
+        model=args.model,
+        params=_read_params_file(args.params),
+        from_stage=args.from_stage,
+    )
+    try:
+        manifest = run(settings)
+    except StageFailed as err:
+        print(f"workbench run: {err}", file=sys.stderr)
+        return 1
+    out = Path(settings.out)
+    print(f"done in {manifest['total_seconds']} s: {out / 'report.html'}, {out / 'metrics.json'}")
+    return 0
