@@ -1,0 +1,145 @@
+"""The LOR-vs-DTR demo's engine and `workbench demo` (the Gradio UI is `demos/app.py`).
+
+`DemoEngine` answers one input on both paths: a dataset example (`compare_example(split,
+index)`) or an upload (`compare(image, question, regions)`). Each returns both completions, the
+parsed answers, the truth and each path's reward when known, and one 3D figure with both
+paths' detected centers against the truth. Bad input raises ValueError naming the bad value;
+the app turns that into a message and keeps serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench import freeform, rewards, viz
+from workbench.schema import QA_TASKS, centers_of
+
+PATHS = ("lor", "dtr")
+
+
+@dataclass
+class Comparison:
+    """Both paths on one input."""
+
+    row: dict[str, Any]
+    completions: dict[str, str]
+    answers: dict[str, str | None]
+    centers: dict[str, dict[str, tuple[float, float, float]] | None]
+    scores: dict[str, dict[str, float] | None] = field(default_factory=dict)
+
+    @property
+    def truth(self) -> str | None:
+        return self.row.get("answer")
+
+    def figure(self):
+        """3D plot: the scene (dataset rows) with DTR's detected centers and error vectors, plus
+        LOR's centers if it wrote any; uploads (no depth) show the detected centers alone."""
+        import plotly.graph_objects as go
+
+        if self.row.get("depth") is not None and self.row.get("objects"):
+            fig = viz.scene_figure(self.row, predicted_centers=self.centers["dtr"] or None)
+        else:
+            fig = go.Figure()
+            fig.update_layout(scene=dict(xaxis_title="x (m, right)", yaxis_title="y (m, down)", zaxis_title="z (m, forward)"))
+        for path, color in (("lor", "#1f77b4"), ("dtr", "#d62728")):
+            pts = self.centers.get(path)
+            if not pts or (path == "dtr" and self.row.get("depth") is not None and self.row.get("objects")):
+                continue
+            xs, ys, zs = zip(*pts.values())
+            fig.add_scatter3d(x=xs, y=ys, z=zs, mode="markers+text", text=list(pts), name=f"{path.upper()} centers",
+                              marker=dict(size=6, color=color, symbol="diamond"))
+        fig.update_layout(height=480, margin=dict(l=0, r=0, t=30, b=0))
+        return fig
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "truth": self.truth,
+            **{f"{p}_completion": self.completions[p] for p in PATHS},
+            **{f"{p}_answer": self.answers[p] for p in PATHS},
+            **{f"{p}_score": self.scores.get(p) for p in PATHS},
+        }
+
+
+class DemoEngine:
+    """A loaded model (and optionally a dataset) answering inputs on both paths."""
+
+    def __init__(self, model_dir: str, data_dir: str | None = None, max_new_tokens: int = 200, image_size: int = 112):
+        from workbench.model import load
+
+        self.model, self.processor = load(model_dir)
+        self.max_new_tokens = max_new_tokens
+        self.dataset = None
+        self.image_size = image_size
+        if data_dir:
+            from workbench.data import load_dataset_dir
+
+            self.dataset = {s: ds.filter(lambda t: t in QA_TASKS, input_columns="task") for s, ds in load_dataset_dir(data_dir).items()}
+            first = next((ds for ds in self.dataset.values() if len(ds)), None)
+            if first is not None:
+                self.image_size = max(first[0]["image"].size)
+
+    def split_sizes(self) -> dict[str, int]:
+        return {s: len(ds) for s, ds in (self.dataset or {}).items()}
+
+    def example(self, split: str, index: int | float | str) -> dict[str, Any]:
+        if self.dataset is None:
+            raise ValueError("no dataset loaded: start the demo with --data DIR to browse examples")
+        if split not in self.dataset:
+            raise ValueError(f"split {split!r} is not in the dataset; choose one of {sorted(self.dataset)}")
+        try:
+            i = int(index)
+        except (TypeError, ValueError):
+            raise ValueError(f"index must be a whole number, got {index!r}") from None
+        n = len(self.dataset[split])
+        if not 0 <= i < n or float(index) != i:
+            raise ValueError(f"index {index!r} is out of range for split {split!r} (0..{n - 1})")
+        return self.dataset[split][i]
+
+    def compare_row(self, row: dict[str, Any]) -> Comparison:
+        from workbench.model import generate
+
+        completions = {
+            path: generate(self.model, self.processor, [row], path=path, max_new_tokens=self.max_new_tokens)[0]
+            for path in PATHS
+        }
+        truth_centers = centers_of(row) if row.get("centers") else {}
+        scores = {}
+        if row.get("answer"):
+            for path in PATHS:
+                scores[path] = rewards.score(completions[path], row["answer"], centers=truth_centers or None, path=path)
+        return Comparison(
+            row=row,
+            completions=completions,
+            answers={p: rewards.parse_answer(c) for p, c in completions.items()},
+            centers={p: rewards.parse_centers(c) for p, c in completions.items()},
+            scores=scores,
+        )
+
+    def compare_example(self, split: str, index: int) -> Comparison:
+        return self.compare_row(self.example(split, index))
+
+    def compare(self, image: Any, question: str, regions: Any = None) -> Comparison:
+        return self.compare_row(freeform.make_row(image, question, regions, image_size=self.image_size))
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, help="model folder (workbench sft/grpo output) or VLM name")
+    parser.add_argument("--data", default=None, help="dataset folder to browse examples from")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a workshop LAN)")
+    parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+
+
+def cli(args) -> int:
+    from demos.app import build_app
+
+    if not Path(args.model).exists() and "/" not in args.model:
+        raise FileNotFoundError(f"model {args.model!r} is neither a folder nor a hub name")
+    engine = DemoEngine(args.model, args.data, max_new_tokens=args.max_new_tokens)
+    app = build_app(engine)
+    app.queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+

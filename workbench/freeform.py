@@ -1,0 +1,175 @@
+"""Free-form input -> a workbench row: an image, a question and regions typed or clicked by a
+person (`workbench ask --image`, the demo's upload tab).
+
+Everything a person can get wrong is checked here, with a message that names the bad value:
+no image, a file that is not an image, a huge image, an empty or overlong question, malformed
+regions, regions outside the image, and a count of regions that does not match the question's
+`<region>` tokens. The image is scaled to the model's training size (regions with it) and the
+visual prompts are drawn in, exactly as the data engine draws them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from workbench import render
+from workbench.schema import REGION_TOKEN
+
+MAX_SIDE = 4096
+"""Larger uploads are refused rather than silently eating memory."""
+MAX_QUESTION_CHARS = 600
+POINT_HALF_SIZE = 4
+"""Half side (px, at the model's image size) of the square a point region pools over."""
+
+
+def load_image(image: Any) -> Image.Image:
+    """An RGB PIL image from a PIL image, an (H, W, 3) array or a file path."""
+    if image is None:
+        raise ValueError("no image given: upload or pick an image first")
+    if isinstance(image, (str, os.PathLike)):
+        if not os.path.isfile(image):
+            raise FileNotFoundError(f"image file {str(image)!r} does not exist")
+        try:
+            with Image.open(image) as f:
+                f.load()
+                image = f.copy()
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{os.path.basename(str(image))!r} is not an image file PIL can read ({err})") from None
+    elif isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3):
+            raise ValueError(f"image array must be (H, W) or (H, W, 3), got shape {image.shape}")
+        image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"unsupported image value of type {type(image).__name__}")
+    if max(image.size) > MAX_SIDE:
+        raise ValueError(f"image is {image.width}x{image.height} px; the largest side may be {MAX_SIDE} px")
+    if min(image.size) < 8:
+        raise ValueError(f"image is {image.width}x{image.height} px; too small to read")
+    return image.convert("RGB")
+
+
+def parse_regions(regions: Any) -> list[dict[str, Any]]:
+    """Regions from JSON text or a list: [{label, bbox_2d: [x1, y1, x2, y2]} | {label, point: [x, y]}].
+
+    `label` is `<color> box` or `<color> point` (colors: the data engine's mark colors); the kind
+    follows from the label.
+    """
+    if regions is None or (isinstance(regions, str) and not regions.strip()):
+        return []
+    if isinstance(regions, str):
+        try:
+            regions = json.loads(regions)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"regions are not valid JSON ({err.msg} at char {err.pos}): {regions[:80]!r}") from None
+    if isinstance(regions, Mapping):
+        regions = [regions]
+    if not isinstance(regions, Sequence) or isinstance(regions, str):
+        raise ValueError(f"regions must be a list of {{label, bbox_2d | point}}, got {type(regions).__name__}")
+    out = []
+    for k, reg in enumerate(regions):
+        if not isinstance(reg, Mapping) or "label" not in reg:
+            raise ValueError(f"region {k} must be an object with a 'label', got {reg!r}")
+        label = str(reg["label"]).strip().lower()
+        color, kind = render._parse_label(label)
+        if kind == "box":
+            box = _numbers(reg.get("bbox_2d"), 4, f"region {k} ({label}) bbox_2d")
+            out.append({"label": label, "kind": kind, "bbox_2d": box, "point": None})
+        else:
+            point = reg.get("point")
+            if point is None and reg.get("bbox_2d") is not None:
+                x1, y1, x2, y2 = _numbers(reg["bbox_2d"], 4, f"region {k} ({label}) bbox_2d")
+                point = [(x1 + x2) / 2, (y1 + y2) / 2]
+            out.append({"label": label, "kind": kind, "bbox_2d": None, "point": _numbers(point, 2, f"region {k} ({label}) point")})
+    labels = [r["label"] for r in out]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"region labels must be distinct, got {labels}")
+    return out
+
+
+def _numbers(value: Any, n: int, what: str) -> list[float]:
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != n:
+        raise ValueError(f"{what} must be a list of {n} numbers, got {value!r}")
+    try:
+        numbers = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a list of {n} numbers, got {value!r}") from None
+    if not all(np.isfinite(numbers)):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return numbers
+
+
+def check_inside(regions: list[dict[str, Any]], width: int, height: int) -> None:
+    for reg in regions:
+        if reg["kind"] == "box":
+            x1, y1, x2, y2 = reg["bbox_2d"]
+            if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+                raise ValueError(
+                    f"region {reg['label']!r} box {reg['bbox_2d']} is outside the {width}x{height} image "
+                    "or empty (need 0 <= x1 < x2 <= width, 0 <= y1 < y2 <= height)"
+                )
+        else:
+            x, y = reg["point"]
+            if not (0 <= x < width and 0 <= y < height):
+                raise ValueError(f"region {reg['label']!r} point {reg['point']} is outside the {width}x{height} image")
+
+
+def make_row(image: Any, question: str, regions: Any = None, image_size: int | None = 112) -> dict[str, Any]:
+    """A row (schema columns the model needs) from free-form input; raises ValueError naming the bad value.
+
+    Regions are in the pixel coordinates of the given image; the image is scaled so its longer
+    side is `image_size` (None keeps it) and the marks are drawn after scaling.
+    """
+    image = load_image(image)
+    question = (question or "").strip()
+    if not question:
+        raise ValueError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"the question has {len(question)} characters; at most {MAX_QUESTION_CHARS}")
+    regs = parse_regions(regions)
+    check_inside(regs, image.width, image.height)
+    n_tokens = question.count(REGION_TOKEN)
+    if n_tokens != len(regs):
+        raise ValueError(
+            f"the question has {n_tokens} {REGION_TOKEN} tokens but {len(regs)} regions were given; "
+            f"write each region as its label followed by {REGION_TOKEN}, e.g. 'the red box {REGION_TOKEN}'"
+        )
+
+    scale = 1.0
+    if image_size and max(image.size) != image_size:
+        scale = image_size / max(image.size)
+        image = image.resize((max(8, round(image.width * scale)), max(8, round(image.height * scale))), Image.BICUBIC)
+    w, h = image.size
+    for reg in regs:
+        if reg["kind"] == "box":
+            x1, y1, x2, y2 = (v * scale for v in reg["bbox_2d"])
+            reg["bbox_2d"] = [int(np.floor(x1)), int(np.floor(y1)), max(int(np.ceil(x2)), int(np.floor(x1)) + 1),
+                              max(int(np.ceil(y2)), int(np.floor(y1)) + 1)]
+            reg["bbox_2d"] = [min(max(v, 0), lim) for v, lim in zip(reg["bbox_2d"], (w - 1, h - 1, w, h))]
+        else:
+            px, py = (min(int(v * scale), lim - 1) for v, lim in zip(reg["point"], (w, h)))
+            reg["point"] = [px, py]
+            s = POINT_HALF_SIZE
+            reg["bbox_2d"] = [max(px - s, 0), max(py - s, 0), min(px + s + 1, w), min(py + s + 1, h)]
+    marked = render.draw_marks(np.asarray(image), regs)
+    return {
+        "id": "freeform",
+        "scene_id": "freeform",
+        "split": "test",
+        "task": "region_qa" if regs else "general_qa",
+        "image": marked,
+        "question": question,
+        "regions": [{**r, "object_index": -1} for r in regs],
+        "category": "freeform",
+        "answer_type": None,
+        "answer": None,
+        "choices": [],
+        "path": "dtr" if regs else "lor",
+        "centers": "{}",
+        "objects": [],
+    }
