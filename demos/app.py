@@ -124,6 +124,15 @@ def build_app(engine: DemoEngine) -> gr.Blocks:
     return app
 
 
+def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
+    """Serve with queueing on (concurrent visitors wait their turn instead of crashing the model)
+    and errors shown, so a file Gradio itself cannot read as an image still gets its message."""
+    app.queue(default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, share=share, show_error=True, prevent_thread_lock=not block, quiet=not block
+    )
+    return app
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python demos/app.py --model DIR [--data DIR]`: the same as `workbench demo`."""
     import sys

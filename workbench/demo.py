@@ -134,12 +134,11 @@ def add_arguments(parser) -> None:
 
 
 def cli(args) -> int:
-    from demos.app import build_app
+    from demos.app import build_app, launch
 
     if not Path(args.model).exists() and "/" not in args.model:
         raise FileNotFoundError(f"model {args.model!r} is neither a folder nor a hub name")
     engine = DemoEngine(args.model, args.data, max_new_tokens=args.max_new_tokens)
-    app = build_app(engine)
-    app.queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port, share=args.share)
+    launch(build_app(engine), host=args.host, port=args.port, share=args.share)
     return 0
 

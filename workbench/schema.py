@@ -78,10 +78,14 @@ def centers_of(row_or_value: Mapping[str, Any] | str | None) -> dict[str, list[f
 
     >>> centers_of('{"red box": [0.1, 0.2, 1.5]}')
     {'red box': [0.1, 0.2, 1.5]}
+    >>> centers_of({"blue point": [0, 0, 2]})
+    {'blue point': [0.0, 0.0, 2.0]}
     >>> centers_of(None)
     {}
     """
-    value = row_or_value.get("centers") if isinstance(row_or_value, Mapping) else row_or_value
+    value = row_or_value
+    if isinstance(value, Mapping) and "id" in value and "centers" in value:
+        value = value["centers"]  # a row, not a centers mapping
     if value is None or value == "":
         return {}
     if isinstance(value, str):
