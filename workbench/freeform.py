@@ -76,7 +76,7 @@ def parse_regions(regions: Any) -> list[dict[str, Any]]:
         if not isinstance(reg, Mapping) or "label" not in reg:
             raise ValueError(f"region {k} must be an object with a 'label', got {reg!r}")
         label = str(reg["label"]).strip().lower()
-        color, kind = render._parse_label(label)
+        color, kind = render.parse_label(label)
         if kind == "box":
             box = _numbers(reg.get("bbox_2d"), 4, f"region {k} ({label}) bbox_2d")
             out.append({"label": label, "kind": kind, "bbox_2d": box, "point": None})

@@ -1,0 +1,301 @@
+"""`workbench data`: determinism, the row contract, exact labels, splits, errors, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from workbench import cli, data, schema
+from workbench import questions as Q
+from workbench.render import MARK_COLORS
+from workbench.scenes import HELD_OUT_COLORS, HELD_OUT_SHAPES, project
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The issue's command, run twice: (first folder, second folder)."""
+    root = tmp_path_factory.mktemp("data")
+    outs = []
+    for name in ("a", "b"):
+        out = root / name
+        assert (
+            cli.main(["data", "--out", str(out), "--num-scenes", "24", "--seed", "3", "--no-progress"]) == 0
+        )
+        outs.append(out)
+    return outs
+
+
+@pytest.fixture(scope="module")
+def rows(built):
+    dd = data.load_dataset_dir(built[0])
+    out = []
+    for split in schema.SPLITS:
+        ds = dd[split]
+        for r in ds.select_columns([c for c in schema.COLUMNS if c not in ("image", "depth")]):
+            out.append(r)
+    return dd, out
+
+
+def test_same_seed_same_bytes(built):
+    a, b = (_files(p) for p in built)
+    assert a.keys() == b.keys() and "data_card.json" in a
+    different = [k for k in a if a[k] != b[k]]
+    assert not different, f"files differ between identical builds: {different}"
+
+
+def test_splits_columns_and_tasks(rows):
+    dd, all_rows = rows
+    assert set(dd) == set(schema.SPLITS)
+    for split, ds in dd.items():
+        assert tuple(ds.column_names) == schema.COLUMNS
+        tasks = set(ds["task"])
+        assert tasks <= set(schema.TASKS)
+        if split == "train":
+            assert {"ground_3d", "ground_2d", "caption", "region_qa", "general_qa"} <= tasks
+        else:
+            assert tasks <= set(schema.QA_TASKS), f"blend rows leaked into {split}"
+    for r in all_rows:
+        schema.validate_row({**r, "image": None, "depth": None})
+        assert r["path"] == ("dtr" if r["task"] in ("region_qa", "ground_3d", "ground_2d") else "lor")
+        assert r["id"].startswith(r["split"])
+
+
+def test_every_category_occurs(rows):
+    _, all_rows = rows
+    cats = Counter((r["task"], r["category"]) for r in all_rows)
+    assert {c for t, c in cats if t == "region_qa"} == set(
+        schema.NUMERIC_CATEGORIES + schema.CHOICE_CATEGORIES
+    )
+    general = {c for t, c in cats if t == "general_qa"}
+    assert set(schema.GENERAL_ONLY_CATEGORIES) <= general and len(general) >= 10
+    everything = set(schema.NUMERIC_CATEGORIES + schema.CHOICE_CATEGORIES + schema.GENERAL_ONLY_CATEGORIES)
+    assert everything <= {c for _, c in cats}
+
+
+def test_answers_recompute_from_stored_geometry(rows):
+    _, all_rows = rows
+    checked = 0
+    for r in all_rows:
+        if r["task"] == "caption":
+            continue
+        assert Q.recompute_answer(r) == r["answer"], r["id"]
+        if r["answer_type"] == "number":
+            assert re.fullmatch(r"\d+\.\d\d", r["answer"])
+            checked += 1
+        elif r["answer_type"] == "choice":
+            assert r["answer"] in Q.LETTERS[: len(r["choices"])]
+        implied = (
+            Q.answer_from_centers(r["category"], schema.centers_of(r), r)
+            if r["task"] in schema.QA_TASKS
+            else None
+        )
+        if (
+            r["task"] in schema.QA_TASKS
+            and r["category"] not in Q.SIZE_CATEGORIES + schema.GENERAL_ONLY_CATEGORIES
+        ):
+            assert implied == r["answer"], r["id"]
+    assert checked >= 50
+
+
+def test_a_wrong_answer_is_caught(rows):
+    _, all_rows = rows
+    r = dict(next(r for r in all_rows if r["category"] == "distance"))
+    r["objects"] = [dict(o) for o in r["objects"]]
+    i = Q.roles(r)[0]
+    r["objects"][i]["center"] = [v + 0.3 for v in r["objects"][i]["center"]]
+    assert Q.recompute_answer(r) != r["answer"]
+
+
+def test_centers_project_into_boxes_in_front_of_depth(rows):
+    dd, _ = rows
+    for _split, ds in dd.items():
+        seen = set()
+        for r in ds.with_format("numpy", columns=["depth"], output_all_columns=True):
+            if r["scene_id"] in seen:
+                continue
+            seen.add(r["scene_id"])
+            depth = r["depth"]
+            assert depth.dtype == np.float32 and depth.shape == (112, 112)
+            for o in r["objects"]:
+                u, v = project(o["center"], r["intrinsics"])
+                x1, y1, x2, y2 = o["bbox_2d"]
+                assert x1 <= u <= x2 and y1 <= v <= y2, (r["id"], o)
+                assert 0 < depth[int(v), int(u)] < o["center"][2], (r["id"], o)
+            cam = np.asarray(r["camera_to_world"])
+            assert np.allclose(cam[:3, :3].T @ cam[:3, :3], np.eye(3), atol=1e-5)
+
+
+LOR = re.compile(r"<think>(.+?)</think>\n<answer>(.+?)</answer>", re.S)
+DTR = re.compile(
+    r"<detect>Find (\d+) relevant objects?:((?:\n<3d_box center=\"[^\"]+\">[^<]+</3d_box>)*)</detect>\n"
+    r"<think>(.+?)</think>\n<answer>(.+?)</answer>",
+    re.S,
+)
+BOX = re.compile(
+    r"<3d_box center=\"(-?\d+\.\d\d),(-?\d+\.\d\d),(-?\d+\.\d\d)\">([^<(]+) \(([^)]+)\)</3d_box>"
+)
+
+
+def test_targets_parse_and_end_in_the_answer(rows):
+    _, all_rows = rows
+    for r in all_rows:
+        if r["task"] in schema.QA_TASKS:
+            lor, dtr = LOR.fullmatch(r["lor_target"]), DTR.fullmatch(r["dtr_target"])
+            assert lor and dtr, r["id"]
+            assert lor.group(2) == r["answer"] == dtr.group(4)
+            boxes = BOX.findall(dtr.group(2))
+            assert len(boxes) == int(dtr.group(1))
+            centers = schema.centers_of(r)
+            for *xyz, _name, label in boxes:
+                if centers:
+                    assert [float(v) for v in xyz] == pytest.approx(centers[label], abs=0.0051)
+        elif r["task"] == "ground_3d":
+            (box,) = BOX.findall(r["dtr_target"])
+            assert box[4] == r["regions"][0]["label"]
+            assert [float(v) for v in box[:3]] == pytest.approx(
+                r["objects"][r["regions"][0]["object_index"]]["center"], abs=0.0051
+            )
+        else:
+            assert r["lor_target"] == r["dtr_target"] == r["answer"] and r["answer_type"] == "text"
+
+
+def test_images_carry_their_marks(rows):
+    dd, _ = rows
+    ds = dd["val"]
+    for r in ds.select(range(min(8, len(ds)))):
+        img = np.asarray(r["image"].convert("RGB"))
+        assert img.shape == (112, 112, 3)
+        for reg in r["regions"]:
+            color = MARK_COLORS[reg["label"].split()[0]]
+            assert np.any(np.all(img == color, axis=-1)), f"{r['id']}: no {reg['label']} drawn"
+            if reg["kind"] == "box":
+                assert reg["bbox_2d"] == r["objects"][reg["object_index"]]["bbox_2d"]
+
+
+def test_ood_split_differs(rows):
+    _, all_rows = rows
+    by_split: dict[str, set] = {}
+    for r in all_rows:
+        by_split.setdefault(r["split"], set()).update((o["category"], o["color"]) for o in r["objects"])
+    held = set(HELD_OUT_SHAPES) | set(HELD_OUT_COLORS)
+    for split in ("train", "val", "test"):
+        assert not {x for pair in by_split[split] for x in pair} & held, split
+    ood = {x for pair in by_split["test_ood"] for x in pair}
+    assert ood & set(HELD_OUT_SHAPES) and ood & set(HELD_OUT_COLORS)
+
+
+def test_data_card(built, rows):
+    dd, _ = rows
+    card = data.read_data_card(built[0])
+    assert card["seed"] == 3 and card["settings"]["num_scenes"] == 24
+    assert sum(s["scenes"] for s in card["splits"].values()) == 24
+    for split, ds in dd.items():
+        assert card["splits"][split]["rows"] == len(ds) == sum(card["splits"][split]["tasks"].values())
+    assert {"datasets", "open3d", "numpy"} <= set(card["versions"])
+
+
+def test_workers_do_not_change_the_result(tmp_path):
+    settings = data.DataSettings.from_profile("smoke", num_scenes=6, questions_per_scene=3, seed=11)
+    data.build_dataset(settings, tmp_path / "one", workers=1, progress=False)
+    data.build_dataset(settings, tmp_path / "two", workers=2, progress=False)
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--num-scenes", "-5"], "num_scenes must be a non-negative integer, got -5"),
+        (["--num-scenes", "2"], "num_scenes must be at least 4"),
+        (["--questions-per-scene", "-1"], "questions_per_scene must be a non-negative integer, got -1"),
+        (["--workers", "-2"], "--workers must be >= 0"),
+    ],
+)
+def test_bad_arguments_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "d"
+    assert cli.main(["data", "--out", str(out), "--no-progress", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_profile(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["data", "--out", str(tmp_path / "d"), "--profile", "huge"])
+    assert e.value.code == 2 and "huge" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown data profile 'huge'"):
+        data.DataSettings.from_profile("huge")
+    with pytest.raises(ValueError, match="unknown DataSettings fields"):
+        data.DataSettings.from_profile("smoke", num_scene=3)
+
+
+def test_existing_output_folders(tmp_path, capsys):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert cli.main(["data", "--out", str(other), "--num-scenes", "4", "--no-progress", "--overwrite"]) == 2
+    assert "not a workbench dataset" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["keep.txt"]
+    out = tmp_path / "d"
+    args = ["data", "--out", str(out), "--num-scenes", "4", "--questions-per-scene", "2", "--no-progress"]
+    assert cli.main(args) == 0
+    before = _files(out)
+    assert cli.main([*args, "--seed", "9"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and _files(out) == before
+    assert cli.main([*args, "--seed", "9", "--overwrite"]) == 0
+    assert data.read_data_card(out)["seed"] == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "notes"], "no temporary folders left"
+
+
+def test_killed_build_leaves_nothing_loadable(tmp_path, monkeypatch):
+    real = data.scene_rows
+
+    def dies(settings, split, index):
+        if index == 3:
+            raise KeyboardInterrupt("killed")
+        return real(settings, split, index)
+
+    monkeypatch.setattr(data, "scene_rows", dies)
+    settings = data.DataSettings.from_profile("smoke", num_scenes=5, questions_per_scene=2)
+    with pytest.raises(KeyboardInterrupt):
+        data.build_dataset(settings, tmp_path / "d", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_dataset_dir_errors(tmp_path, built):
+    with pytest.raises(FileNotFoundError, match="no dataset folder"):
+        data.load_dataset_dir(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a dataset folder"):
+        data.load_dataset_dir(tmp_path / "empty")
+    dd = data.load_dataset_dir(built[0])
+    dd["val"] = dd["val"].remove_columns(["dtr_target"])
+    dd.save_to_disk(str(tmp_path / "partial"))
+    with pytest.raises(ValueError, match=r"split 'val' lacks columns \['dtr_target'\]"):
+        data.load_dataset_dir(tmp_path / "partial")
+
+
+def test_profiles():
+    assert data.DataSettings.from_profile("smoke").num_scenes == 24
+    default = data.DataSettings.from_profile("default")
+    gpu = data.DataSettings.from_profile("gpu", seed=5)
+    assert (default.num_scenes, default.image_size) == (1500, 112)
+    assert (gpu.num_scenes, gpu.image_size, gpu.seed, gpu.profile) == (20000, 224, 5, "gpu")
+    with pytest.raises(ValueError, match="general_fraction"):
+        data.DataSettings.from_profile("smoke", general_fraction=1.5)
+
+
+def test_png_images_decode(rows):
+    dd, _ = rows
+    raw = dd["train"].cast_column("image", dd["train"].features["image"].__class__(decode=False))[0]["image"]
+    assert Image.open(io.BytesIO(raw["bytes"])).format == "PNG"
+    assert json.loads(dd["train"][0]["centers"]) is not None
