@@ -104,6 +104,22 @@ def _numbers(value: Any, n: int, what: str) -> list[float]:
     return numbers
 
 
+def parse_choices(choices: Any) -> list[str]:
+    """Option texts from a list or its JSON text; [] for none."""
+    if choices is None or (isinstance(choices, str) and not choices.strip()):
+        return []
+    if isinstance(choices, str):
+        try:
+            choices = json.loads(choices)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"choices are not valid JSON ({err.msg}): {choices[:80]!r}") from None
+    if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
+        raise ValueError(f"choices must be a list of non-empty strings, got {choices!r}")
+    if len(choices) > 8:
+        raise ValueError(f"at most 8 choices (A-H), got {len(choices)}")
+    return [c.strip() for c in choices]
+
+
 def check_inside(regions: list[dict[str, Any]], width: int, height: int) -> None:
     for reg in regions:
         if reg["kind"] == "box":
@@ -119,9 +135,12 @@ def check_inside(regions: list[dict[str, Any]], width: int, height: int) -> None
                 raise ValueError(f"region {reg['label']!r} point {reg['point']} is outside the {width}x{height} image")
 
 
-def make_row(image: Any, question: str, regions: Any = None, image_size: int | None = 112) -> dict[str, Any]:
+def make_row(
+    image: Any, question: str, regions: Any = None, image_size: int | None = 112, choices: Any = None
+) -> dict[str, Any]:
     """A row (schema columns the model needs) from free-form input; raises ValueError naming the bad value.
 
+    `choices` (a list of option texts, or JSON of one) are shown to the model as `A. ...` lines.
     Regions are in the pixel coordinates of the given image; the image is scaled so its longer
     side is `image_size` (None keeps it) and the marks are drawn after scaling.
     """
@@ -132,6 +151,7 @@ def make_row(image: Any, question: str, regions: Any = None, image_size: int | N
     if len(question) > MAX_QUESTION_CHARS:
         raise ValueError(f"the question has {len(question)} characters; at most {MAX_QUESTION_CHARS}")
     regs = parse_regions(regions)
+    options = parse_choices(choices)
     check_inside(regs, image.width, image.height)
     n_tokens = question.count(REGION_TOKEN)
     if n_tokens != len(regs):
@@ -168,7 +188,7 @@ def make_row(image: Any, question: str, regions: Any = None, image_size: int | N
         "category": "freeform",
         "answer_type": None,
         "answer": None,
-        "choices": [],
+        "choices": options,
         "path": "dtr" if regs else "lor",
         "centers": "{}",
         "objects": [],

@@ -1,0 +1,598 @@
+"""The model: tokenizer, processor, region features (forward and generate), save/load, the
+generic pretrained-VLM path, LoRA and the errors a user can cause."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import shutil
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from workbench import model as M
+from workbench import prompts as P
+
+LOR = "<think>The red box is left of the blue box, so the answer is A.</think>\n<answer>A</answer>"
+DTR = (
+    "<detect>Find 2 relevant objects:\n"
+    '<3d_box center="0.31,-0.27,1.3">cube (red box)</3d_box>\n'
+    '<3d_box center="0.02,0.26,0.84">ball (blue box)</3d_box></detect>\n'
+    "<think>The distance is 0.76 m.</think>\n<answer>0.76</answer>"
+)
+QUESTIONS = {
+    0: "Is the red cube left of the blue ball?",
+    1: "Is the object in the red box <region> left of the blue ball?",
+    2: "Is the object in the red box <region> left of the one in the blue box <region>?",
+}
+
+
+def make_image(shade: int = 0) -> Image.Image:
+    img = Image.new("RGB", (112, 112), ((90 + 60 * shade) % 256, 90, 100))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([10, 20, 40, 60], fill=(200, 30, 30))
+    draw.ellipse([60, 50, 100, 95], fill=(30, 30, 200))
+    draw.rectangle([5 + 7 * shade, 70, 25 + 7 * shade, 100], fill=(240, 240, 40))  # differs per image
+    return img
+
+
+def make_row(i: int = 0, n_regions: int = 2, numeric: bool = False) -> dict:
+    regions = [
+        {"label": "red box", "kind": "box", "object_index": 0, "bbox_2d": [8.0, 18.0, 42.0, 62.0]},
+        {"label": "blue box", "kind": "box", "object_index": 1, "bbox_2d": [58.0, 48.0, 102.0, 97.0]},
+    ][:n_regions]
+    return {
+        "id": f"r{i}",
+        "task": "region_qa" if n_regions else "general_qa",
+        "image": make_image(i),
+        "regions": regions,
+        "question": QUESTIONS[n_regions],
+        "answer_type": "number" if numeric else "choice",
+        "answer": "0.76" if numeric else "A",
+        "choices": [] if numeric else ["left", "right"],
+        "path": "dtr" if n_regions else "lor",
+        "lor_target": LOR,
+        "dtr_target": DTR,
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's ops are too small to gain from threads, and on a busy machine OpenMP
+    threads waiting for each other make them many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    rows = [make_row(i, n, numeric=bool(i % 2)) for i, n in enumerate([2, 1, 0, 2])]
+    return M.build_tiny(list(P.corpus(rows)) * 10, M.ModelSettings.from_profile("smoke"))
+
+
+def moved(row: dict, k: int = 0, box=(60.0, 10.0, 110.0, 40.0)) -> dict:
+    row = copy.deepcopy(row)
+    row["regions"][k]["bbox_2d"] = list(box)
+    return row
+
+
+# --- tokenizer and processor ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        LOR,
+        DTR,
+        "<think>a</think>\n<answer>(C)</answer>",
+        '<3d_box center="-1.05,0.00,12.34">chair (red cube)</3d_box>',
+        "How far is the object in the red box <region><|loc_2|><|loc_5|><|loc_11|><|loc_17|> from it?",
+        "0123456789 -0.5 3.14159",
+        "Is it above?\nA. above\nB. below\nC. (none)",
+    ],
+)
+def test_tokenizer_round_trips_spec_strings(tiny, text):
+    tok = tiny[1].tokenizer
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+    assert tok.decode(ids, skip_special_tokens=True) == text  # format tags are not "special"
+
+
+def test_tags_region_and_location_are_single_tokens_and_digits_split(tiny):
+    tok = tiny[1].tokenizer
+    for token in (*M.FORMAT_TOKENS, "<region>", *M.LOC_TOKENS, *M.CONTROL_TOKENS):
+        assert len(tok(token, add_special_tokens=False)["input_ids"]) == 1, token
+    pieces = tok.convert_ids_to_tokens(tok("x 2048.75", add_special_tokens=False)["input_ids"])
+    assert [p for p in pieces if p.strip("Ġ").isdigit()] == ["2", "0", "4", "8", "7", "5"]
+    start = tok.convert_tokens_to_ids(M.LOC_TOKENS[0])
+    assert tok.convert_tokens_to_ids(list(M.LOC_TOKENS)) == list(range(start, start + M.NUM_LOC_BINS))
+
+
+def test_processor_works_without_torchvision_and_gives_an_8x8_grid(tiny):
+    model, processor = tiny
+    assert importlib.util.find_spec("torchvision") is None or processor.video_processor is None
+    assert not hasattr(processor, "video_processor")
+    batch = M.model_inputs(processor, [make_row()], "dtr", region_coords=True)
+    assert batch["image_grid_thw"].tolist() == [[1, 16, 16]]  # 112 px / patch 7
+    assert int((batch["input_ids"] == model.config.image_token_id).sum()) == 64  # merged 2x2 -> 8x8
+    assert batch["pixel_values"].shape == (256, 3 * 7 * 7)
+
+
+@pytest.mark.parametrize(
+    "box, wh, bins",
+    [
+        ([0, 0, 112, 112], (112, 112), (0, 0, 31, 31)),
+        ([0, 0, 56, 112], (112, 112), (0, 0, 15, 31)),
+        ([50, 50, 50, 50], (112, 112), (14, 14, 14, 14)),  # a point keeps one bin
+        ([10.5, 0, 20, 7], (224, 112), (1, 0, 2, 1)),
+    ],
+)
+def test_box_bins_cover_the_box(box, wh, bins):
+    assert M.box_to_bins(box, wh) == bins
+    x1, y1, x2, y2 = M.bins_to_box(bins)
+    assert x1 * wh[0] <= box[0] and y1 * wh[1] <= box[1] and x2 * wh[0] >= box[2] and y2 * wh[1] >= box[3]
+
+
+@pytest.mark.parametrize(
+    "box",
+    [[-1, 0, 10, 10], [0, 0, 113, 10], [20, 0, 10, 10], [0, 0, 10, 200], [0, 0, float("nan"), 1], [1, 2, 3]],
+)
+def test_region_outside_the_image_is_a_clear_error(box):
+    with pytest.raises(ValueError, match="region box"):
+        M.encode_region_tokens(box, (112, 112))
+
+
+def test_decode_region_tokens_reads_boxes_back(tiny):
+    tok = tiny[1].tokenizer
+    text = P.user_text(make_row(), region_coords=True) + " plain <region>"
+    boxes = M.decode_region_tokens(tok(text)["input_ids"], tok)
+    assert boxes[0] == M.bins_to_box(M.box_to_bins([8, 18, 42, 62], (112, 112)))
+    assert len(boxes) == 3 and boxes[2] is None
+
+
+# --- region features --------------------------------------------------------------------------
+
+
+def _region_position(model, batch) -> int:
+    return int((batch["input_ids"][0] == model.config.workbench_region_token_id).nonzero()[0])
+
+
+@torch.no_grad()
+def test_moving_a_box_changes_the_region_logits_in_forward(tiny):
+    model, processor = tiny
+    model.eval()
+    a = M.model_inputs(processor, [make_row()], "dtr", True)
+    b = M.model_inputs(processor, [moved(make_row())], "dtr", True)
+    t = _region_position(model, a)
+    la, lb = model(**a).logits, model(**b).logits
+    assert torch.equal(la[0, :t], lb[0, :t])
+    # At the <region> position itself only its (pooled) embedding differs: the loc tokens come later.
+    assert (la[0, t] - lb[0, t]).abs().max() > 1e-4
+    # Control: without region features the <region> embedding is the same token for both boxes.
+    model.config.workbench_region_features = False
+    try:
+        assert torch.allclose(model(**a).logits[0, t], model(**b).logits[0, t])
+    finally:
+        model.config.workbench_region_features = True
+
+
+def _resized(row: dict, size: tuple[int, int]) -> dict:
+    """The row on an image of another size, boxes scaled with it."""
+    row = copy.deepcopy(row)
+    sx, sy = size[0] / row["image"].width, size[1] / row["image"].height
+    row["image"] = row["image"].resize(size)
+    for region in row["regions"]:
+        x1, y1, x2, y2 = region["bbox_2d"]
+        region["bbox_2d"] = [x1 * sx, y1 * sy, x2 * sx, y2 * sy]
+    return row
+
+
+@pytest.mark.parametrize("size", [(112, 112), (112, 56)])
+@torch.no_grad()
+def test_region_features_are_live_in_generate_and_match_forward(tiny, size):
+    """`generate` pre-encodes the image and passes no image_grid_thw: the merged grid then comes
+    from the rotary positions, which a non-square image checks."""
+    model, processor = tiny
+    model.eval()
+
+    def first_scores(row):
+        row = _resized(row, size)
+        batch = M.model_inputs(processor, [row], "dtr", True)
+        out = model.generate(
+            **batch, max_new_tokens=3, do_sample=False, output_scores=True, return_dict_in_generate=True
+        )
+        return batch, out.scores[0][0]
+
+    batch, on = first_scores(make_row())
+    assert torch.allclose(on, model(**batch).logits[0, -1], atol=1e-5)
+    model.config.workbench_region_features = False
+    try:
+        _, off = first_scores(make_row())
+    finally:
+        model.config.workbench_region_features = True
+    assert (on - off).abs().max() > 1e-4  # the pooled features reach generation
+    _, moved_scores = first_scores(moved(make_row()))
+    assert (on - moved_scores).abs().max() > 1e-4
+
+
+@torch.no_grad()
+def test_batches_mix_region_counts_left_padding_and_missing_images(tiny):
+    model, processor = tiny
+    model.eval()
+    no_image = make_row(5, 0)
+    no_image["image"] = None
+    rows = [make_row(0, 2), make_row(1, 0), make_row(2, 1), no_image]
+    batch = M.model_inputs(processor, rows, "auto", True)
+    assert (batch["attention_mask"][:, 0] == 0).any()  # left padded
+    together = model(**batch).logits[:, -1]
+    for i, row in enumerate(rows):
+        alone = model(**M.model_inputs(processor, [row], "auto", True)).logits[0, -1]
+        assert torch.allclose(together[i], alone, atol=1e-4), f"row {i} differs when batched"
+    texts = M.generate(model, processor, rows, "auto", max_new_tokens=4, batch_size=4)
+    assert len(texts) == 4 and all(isinstance(t, str) for t in texts)
+
+
+def test_region_projection_gets_gradients(tiny):
+    model, processor = tiny
+    batch = M.model_inputs(processor, [make_row()], "dtr", True)
+    model.zero_grad()
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    grad = model.model.region_proj[0].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    model.zero_grad()
+
+
+# --- save / load ------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_save_and_load_give_equal_logits(tiny, tmp_path):
+    model, processor = tiny
+    model.eval()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "qwen2_5_vl"
+    loaded, loaded_processor = M.load(tmp_path)
+    assert type(loaded) is M.RegionQwen2_5_VLForConditionalGeneration and M.uses_region_coords(loaded)
+    rows = [make_row(0, 2), make_row(1, 1)]
+    a = M.model_inputs(processor, rows, "auto", True)
+    b = M.model_inputs(loaded_processor, rows, "auto", True)
+    assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["pixel_values"], b["pixel_values"])
+    assert torch.allclose(model(**a).logits, loaded(**b).logits, atol=1e-6)
+
+
+def _plain_checkpoint(path, vocab_extra: int = 0):
+    """A tiny plain Qwen2.5-VL and a tokenizer without <region>, saved like a hub checkpoint."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=list(M.CONTROL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([LOR, DTR, QUESTIONS[2]] * 5, trainer)
+    tokenizer = TokenizersBackend(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=M.CHAT_TEMPLATE
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer) + vocab_extra,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            eos_token_id=ids("<|im_end|>"),
+            pad_token_id=ids("<|endoftext|>"),
+            bos_token_id=None,
+        ),
+        vision_config=dict(
+            depth=1,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            fullatt_block_indexes=[0],
+        ),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": 112 * 112}).save_pretrained(path)
+    return len(tokenizer)
+
+
+@pytest.mark.parametrize("vocab_extra", [0, 8])
+def test_load_a_plain_pretrained_vlm_adds_the_region_token(tmp_path, vocab_extra):
+    n_tokens = _plain_checkpoint(tmp_path, vocab_extra)
+    model, processor = M.load(tmp_path)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration" and not M.uses_region_coords(model)
+    tok = processor.tokenizer
+    assert len(tok) == n_tokens + 1 and len(tok("<region>", add_special_tokens=False)["input_ids"]) == 1
+    rows_in_embedding = model.get_input_embeddings().weight.shape[0]
+    assert rows_in_embedding == max(n_tokens + 1, n_tokens + vocab_extra)  # grown only when needed
+    texts = M.generate(model, processor, [make_row(0, 2), make_row(1, 0)], "auto", max_new_tokens=3)
+    assert len(texts) == 2
+    batch = M.model_inputs(processor, [make_row(0, 2)], "dtr", region_coords=False)
+    assert "<|loc_" not in tok.decode(batch["input_ids"][0])
+
+
+def test_lora_on_a_pretrained_vlm_trains_the_region_row_and_merges(tmp_path):
+    _plain_checkpoint(tmp_path / "plain")
+    peft_model, processor = M.load(tmp_path / "plain", lora=M.LoraSettings(r=4, alpha=8))
+    extra = [n for n, p in peft_model.named_parameters() if p.requires_grad and "lora_" not in n]
+    assert extra and all("trainable_tokens" in n for n in extra)  # only the <region> row, not the embedding
+    batch = M.model_inputs(processor, [make_row()], "dtr", region_coords=False)
+    with torch.no_grad():
+        logits = peft_model(**batch).logits
+        merged = peft_model.merge_and_unload()
+        merged.save_pretrained(tmp_path / "merged")
+        processor.save_pretrained(tmp_path / "merged")
+        reloaded, reloaded_processor = M.load(tmp_path / "merged")
+        again = reloaded(
+            **M.model_inputs(reloaded_processor, [make_row()], "dtr", region_coords=False)
+        ).logits
+    assert torch.allclose(logits, again, atol=1e-5)
+
+
+def test_lora_wraps_the_built_in_model_and_trains_the_region_projection(tiny, tmp_path):
+    model, processor = tiny
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    peft_model, _ = M.load(tmp_path, lora=M.LoraSettings(r=4, alpha=8))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in trainable) and any("region_proj" in n for n in trainable)
+    assert not any("embed_tokens" in n for n in trainable)
+    batch = M.model_inputs(processor, [make_row()], "dtr", True)
+    assert peft_model(**batch).logits.shape[:2] == batch["input_ids"].shape
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_missing_or_corrupt_checkpoints_name_the_path(tiny, tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match="nope"):
+        M.load(missing)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="empty.*config.json"):
+        M.load(empty)
+    model, processor = tiny
+    good = tmp_path / "good"
+    model.save_pretrained(good)
+    processor.save_pretrained(good)
+    corrupt_config = tmp_path / "corrupt_config"
+    shutil.copytree(good, corrupt_config)
+    (corrupt_config / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt_config.*corrupt"):
+        M.load(corrupt_config)
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(good, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no_weights"):
+        M.load(no_weights)
+    bad_weights = tmp_path / "bad_weights"
+    shutil.copytree(good, bad_weights)
+    (bad_weights / "model.safetensors").write_bytes(b"not a safetensors file" * 4)
+    with pytest.raises(ValueError, match="bad_weights.*corrupt"):
+        M.load(bad_weights)
+
+
+def test_settings_profiles_and_bad_values():
+    assert M.ModelSettings.from_profile("gpu").image_size == 224
+    assert M.ModelSettings.from_profile("smoke", hidden_size=128).hidden_size == 128
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        M.ModelSettings.from_profile("huge")
+    with pytest.raises(ValueError, match="image_size 100"):
+        M.ModelSettings(image_size=100)
+    with pytest.raises(ValueError, match="unknown ModelSettings fields"):
+        M.ModelSettings.from_profile("smoke", hiden_size=3)
+
+
+# --- TRL, unpatched -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_trl_sft_and_grpo_run_with_region_features(tiny, tmp_path, monkeypatch):
+    """SFTTrainer and GRPOTrainer take the built-in model as is: region features are computed inside
+    TRL's fused-LM-head forward and in generation, and GRPO's reference model (built from the
+    checkpoint by `getattr(transformers, architectures[0])`) is our class too."""
+    import datasets
+    from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+
+    model, processor = tiny
+    model.save_pretrained(tmp_path / "init")
+    processor.save_pretrained(tmp_path / "init")
+    rows = [make_row(i, n, numeric=bool(i % 2)) for i, n in enumerate([2, 1, 0, 2])]
+    calls = []
+    original = M.RegionQwen2_5_VLModel._with_region_features
+
+    def spy(self, input_ids, *args):
+        calls.append(int((input_ids == self.config.workbench_region_token_id).sum()))
+        return original(self, input_ids, *args)
+
+    monkeypatch.setattr(M.RegionQwen2_5_VLModel, "_with_region_features", spy)
+    common = dict(
+        report_to="none", save_strategy="no", bf16=False, gradient_checkpointing=False, use_cpu=True
+    )
+
+    sft_data = datasets.Dataset.from_list(
+        [{"messages": P.to_messages(r, "auto", with_target=True), "image": r["image"]} for r in rows]
+    )
+    policy, _ = M.load(tmp_path / "init")
+    before = policy.model.region_proj[0].weight.detach().clone()
+    sft_args = SFTConfig(
+        output_dir=str(tmp_path / "sft"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        assistant_only_loss=True,
+        learning_rate=1e-2,
+        **common,
+    )
+    SFTTrainer(model=policy, args=sft_args, train_dataset=sft_data, processing_class=processor).train()
+    assert not torch.equal(before, policy.model.region_proj[0].weight) and calls, (
+        "SFT did not train region features"
+    )
+
+    calls.clear()
+    grpo_data = datasets.Dataset.from_list(
+        [{"prompt": P.to_messages(r, "auto"), "image": r["image"]} for r in rows]
+    )
+    policy, _ = M.load(tmp_path / "init")
+    grpo_args = GRPOConfig(
+        output_dir=str(tmp_path / "grpo"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        beta=0.01,
+        learning_rate=1e-2,
+        **common,
+    )
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=[lambda completions, **kw: [float(len(c[0]["content"]) % 3) for c in completions]],
+        args=grpo_args,
+        train_dataset=grpo_data,
+        processing_class=processor,
+    )
+    assert (
+        type(trainer.accelerator.unwrap_model(trainer.ref_model))
+        is M.RegionQwen2_5_VLForConditionalGeneration
+    )
+    before = policy.model.region_proj[0].weight.detach().clone()
+    trainer.train()
+    assert len(calls) >= 3 and all(calls), calls  # generation prefill, policy and reference forwards
+    assert not torch.equal(before, policy.model.region_proj[0].weight)
+
+
+# --- workbench ask --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved(tiny, tmp_path_factory):
+    """The tiny model saved, an image file, a small built dataset and one lacking columns."""
+    import datasets
+
+    from workbench.data import DataSettings, build_dataset
+
+    root = tmp_path_factory.mktemp("ask")
+    model, processor = tiny
+    model.save_pretrained(root / "model")
+    processor.save_pretrained(root / "model")
+    make_image().save(root / "view.png")
+    build_dataset(DataSettings.from_profile("smoke", num_scenes=6, seed=2), root / "data", progress=False)
+    thin = datasets.Dataset.from_list([{"question": "q?", "regions": []}])
+    datasets.DatasetDict({"val": thin}).save_to_disk(str(root / "thin"))
+    return root
+
+
+REGIONS = json.dumps(
+    [
+        {"label": "red box", "kind": "box", "bbox_2d": [8, 18, 42, 62]},
+        {"label": "blue box", "kind": "box", "bbox_2d": [58, 48, 102, 97]},
+    ]
+)
+
+
+@pytest.mark.parametrize("path", ["lor", "dtr"])
+def test_ask_prints_a_completion_for_an_image_and_for_a_dataset_row(saved, capsys, path):
+    from workbench.cli import main
+
+    own = [
+        "--image",
+        str(saved / "view.png"),
+        "--question",
+        QUESTIONS[2],
+        "--regions",
+        REGIONS,
+        "--choices",
+        '["yes", "no"]',
+    ]
+    for source in (own, ["--data", str(saved / "data"), "--split", "val", "--index", "1"]):
+        code = main(
+            [
+                "ask",
+                "--model",
+                str(saved / "model"),
+                "--path",
+                path,
+                "--max-new-tokens",
+                "3",
+                "--show-prompt",
+                *source,
+            ]
+        )
+        captured = capsys.readouterr()
+        assert code == 0 and captured.out.endswith("\n")
+        assert ("<|im_start|>system\n" + (P.SYSTEM_DTR if path == "dtr" else P.SYSTEM_LOR)) in captured.err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--image", "missing.png", "--question", "q?"], "image file 'missing.png' does not exist"),
+        (
+            ["--image", "{png}", "--question", QUESTIONS[2], "--regions", "[]"],
+            "2 <region> tokens but 0 regions were given",
+        ),
+        (
+            [
+                "--image",
+                "{png}",
+                "--question",
+                QUESTIONS[1],
+                "--regions",
+                '[{"label": "red box", "bbox_2d": [0, 0, 500, 5]}]',
+            ],
+            "outside the 112x112 image",
+        ),
+        (
+            ["--image", "{png}", "--question", QUESTIONS[1], "--regions", "[{nope"],
+            "--regions is not valid JSON",
+        ),
+        (
+            ["--image", "{png}", "--question", QUESTIONS[1], "--regions", '[{"label": "red box", "bbox_2d": [1, 2]}]'],
+            r"region 0 \(red box\) bbox_2d must be a list of 4 numbers",
+        ),
+        (
+            ["--image", "{png}", "--question", QUESTIONS[1], "--regions", '[{"label": "a", "bbox_2d": [1, 2, 3, 4]}]'],
+            "region label must be",
+        ),
+        (["--data", "{data}", "--split", "nosuch"], "split 'nosuch' not in"),
+        (["--data", "{data}", "--index", "10000"], "index 10000 out of range"),
+        (["--data", "nowhere"], "no dataset folder at nowhere"),
+        (["--data", "{thin}"], r"split 'val' lacks columns \['id', 'scene_id'"),
+        ([], "give --data DIR"),
+    ],
+)
+def test_ask_bad_input_is_a_clear_error(saved, capsys, args, message):
+    from workbench.cli import main
+
+    args = [
+        a.replace("{png}", str(saved / "view.png"))
+        .replace("{data}", str(saved / "data"))
+        .replace("{thin}", str(saved / "thin"))
+        for a in args
+    ]
+    assert main(["ask", "--model", str(saved / "model"), *args]) == 2
+    assert re.search(message, capsys.readouterr().err)

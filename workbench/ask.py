@@ -1,0 +1,128 @@
+"""`workbench ask`: one completion from a model, on a chosen path.
+
+    workbench ask --model DIR --data DIR --split val --index 3 --path dtr
+    workbench ask --model DIR --image view.png --question "How far is the red box <region> from the blue box <region>?" \\
+        --regions '[{"label": "red box", "kind": "box", "bbox_2d": [10, 20, 40, 60]}, ...]' --path dtr
+
+The prompt is built by `prompts.to_messages` and the completion by `model.generate`, exactly as in
+evaluation. The completion goes to stdout; with `--show-prompt` the prompt text and, for a dataset
+row, the ground-truth answer go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from workbench import freeform
+from workbench.schema import REGION_TOKEN
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, help="model folder (built-in or saved) or a pretrained VLM name"
+    )
+    parser.add_argument("--path", default="auto", choices=("lor", "dtr", "auto"), help="reasoning path")
+    source = parser.add_argument_group("a dataset row")
+    source.add_argument("--data", help="dataset folder written by `workbench data`")
+    source.add_argument("--split", default="val", help="split of --data")
+    source.add_argument("--index", type=int, default=0, help="row index in --split")
+    own = parser.add_argument_group("your own question")
+    own.add_argument("--image", help="image file (PNG/JPEG); the regions' marks are drawn in for you")
+    own.add_argument("--question", help=f"question; each {REGION_TOKEN} names the next region")
+    own.add_argument(
+        "--regions",
+        default="[]",
+        help='JSON list (or a .json file) of {"label": "red box", "bbox_2d": [x1, y1, x2, y2]} or '
+        '{"label": "blue point", "point": [x, y]} in pixels of --image',
+    )
+    own.add_argument("--choices", default="[]", help='JSON list of option texts, e.g. \'["left", "right"]\'')
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="completion length limit")
+    parser.add_argument(
+        "--sample", action="store_true", help="sample (temperature 1) instead of greedy decoding"
+    )
+    parser.add_argument(
+        "--show-prompt", action="store_true", help="print the prompt (and the truth) to stderr"
+    )
+
+
+def cli(args: argparse.Namespace) -> int:
+    from workbench import model as model_mod
+    from workbench import prompts
+
+    if args.data and (args.image or args.question):  # fail before paying for the model load
+        raise ValueError("give either --data/--split/--index or --image/--question/--regions, not both")
+    model, processor = model_mod.load(args.model)
+    row = row_from_args(args, image_size=model_mod.image_size_of(processor))
+    if args.show_prompt:
+        messages = prompts.to_messages(row, args.path, region_coords=model_mod.uses_region_coords(model))
+        print(
+            processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
+            file=sys.stderr,
+        )
+        if row.get("answer") not in (None, ""):
+            print(f"[truth] {row['answer']}", file=sys.stderr)
+    completion = ask(
+        model, processor, row, args.path, max_new_tokens=args.max_new_tokens, do_sample=args.sample
+    )
+    print(completion)
+    return 0
+
+
+def ask(
+    model,
+    processor,
+    row: dict[str, Any],
+    path: str = "auto",
+    max_new_tokens: int = 256,
+    do_sample: bool = False,
+) -> str:
+    """One completion for one row (a dataset row or `freeform.make_row(...)`)."""
+    from workbench import model as model_mod
+
+    return model_mod.generate(
+        model, processor, [row], path, max_new_tokens=max_new_tokens, do_sample=do_sample
+    )[0]
+
+
+def row_from_args(args: argparse.Namespace, image_size: int = 112) -> dict[str, Any]:
+    """The row `ask` answers: a dataset row (--data) or one built from --image/--question/--regions
+    (checked, scaled to `image_size` and with the marks drawn in by `freeform.make_row`)."""
+    if args.data and (args.image or args.question):
+        raise ValueError("give either --data/--split/--index or --image/--question/--regions, not both")
+    if args.data:
+        return dataset_row(args.data, args.split, args.index)
+    if not (args.image and args.question):
+        raise ValueError("give --data DIR, or both --image PNG and --question TEXT")
+    return freeform.make_row(
+        args.image,
+        args.question,
+        _json_arg(args.regions, "--regions"),
+        image_size=image_size,
+        choices=_json_arg(args.choices, "--choices"),
+    )
+
+
+def dataset_row(data_dir: str, split: str, index: int) -> dict[str, Any]:
+    """Row `index` of `split` in a dataset folder, with a clear error for each way it can be wrong."""
+    from workbench.data import load_dataset_dir
+
+    data = load_dataset_dir(data_dir)
+    if split not in data:
+        raise ValueError(f"split {split!r} not in {data_dir!r}; it has {sorted(data)}")
+    if not 0 <= index < len(data[split]):
+        raise ValueError(f"index {index} out of range: split {split!r} has {len(data[split])} rows")
+    return dict(data[split][index])
+
+
+def _json_arg(value: str, name: str) -> Any:
+    text = value
+    if value and not value.lstrip().startswith(("[", "{")) and Path(value).is_file():
+        text = Path(value).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} is not valid JSON ({err}): {value!r}") from err

@@ -1,0 +1,157 @@
+"""System prompts of the two reasoning paths and `to_messages`, the ONE function that turns a
+dataset row into chat messages. SFT, GRPO, evaluation, `workbench ask` and the demo all call it,
+so the prompt a model is trained on is the prompt it is evaluated on. Taught in
+`notebooks/02_cold_start_sft.ipynb`.
+
+Messages are in TRL's conversational format with typed content parts:
+
+    [{"role": "system", "content": [{"type": "text", "text": SYSTEM_DTR}]},
+     {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
+     {"role": "assistant", "content": [{"type": "text", "text": target}]}]   # with_target=True
+
+The image part is a placeholder; TRL fills it from the dataset's `image` column
+(`embed_image=True` puts the row's PIL image in it, for direct use with a processor). Every
+content is a list of parts so that a `datasets` column of messages has one arrow type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from workbench.schema import QA_TASKS, REGION_TOKEN, TASKS
+
+PATH_CHOICES = ("lor", "dtr", "auto")
+LETTERS = "ABCDEFGH"
+
+SYSTEM_LOR = (
+    "You look at an image and answer a question about where things are in 3D. "
+    "Reason step by step between <think> and </think>. "
+    "Then write only the final answer between <answer> and </answer>: "
+    "the option letter if options are listed, otherwise a plain number of meters without unit."
+)
+"""Language-only reasoning (LOR): think in words, then answer."""
+
+SYSTEM_DTR = (
+    "You look at an image and answer a question about where things are in 3D. "
+    "First find the objects the question refers to, between <detect> and </detect>: "
+    "write 'Find N relevant objects:' and then one line per object, "
+    '<3d_box center="x,y,z">object (label)</3d_box>, '
+    "with the center of the object in meters in the camera frame (x right, y down, z forward), "
+    "2 decimals, no spaces, and the label the question uses for it. "
+    "Then reason with these centers between <think> and </think>. "
+    "Then write only the final answer between <answer> and </answer>: "
+    "the option letter if options are listed, otherwise a plain number of meters without unit."
+)
+"""Detect-then-reason (DTR): write 3D centers, reason with them, then answer."""
+
+SYSTEM_PLAIN = "You look at an image and do exactly what the request asks, in the requested form."
+"""Blend tasks (ground_3d, ground_2d, caption): plain targets without tags."""
+
+SYSTEM_PROMPTS = {"lor": SYSTEM_LOR, "dtr": SYSTEM_DTR, "plain": SYSTEM_PLAIN}
+
+
+def resolve_path(row: Mapping[str, Any], path: str) -> str:
+    """The path a QA row is asked on: `lor`/`dtr` as given; `auto` = dtr if it has regions else lor."""
+    if path not in PATH_CHOICES:
+        raise ValueError(f"path {path!r} is not one of {PATH_CHOICES}")
+    if path == "auto":
+        return "dtr" if row.get("regions") else "lor"
+    return path
+
+
+def user_text(row: Mapping[str, Any], region_coords: bool = True) -> str:
+    """The question of `row` as the model reads it: each `<region>` followed by its location
+    tokens (region_coords=True, the built-in model) and the options as `A. ...` lines."""
+    from workbench.model import encode_region_tokens
+
+    question = str(row["question"])
+    regions = list(row.get("regions") or [])
+    pieces = question.split(REGION_TOKEN)
+    if len(pieces) - 1 != len(regions):
+        raise ValueError(
+            f"row {row.get('id', '?')!r}: question has {len(pieces) - 1} {REGION_TOKEN} tokens "
+            f"but {len(regions)} regions"
+        )
+    if region_coords and regions:
+        image = row.get("image")
+        if image is None or not hasattr(image, "size"):
+            raise ValueError(f"row {row.get('id', '?')!r}: region coordinates need the row's image")
+        tokens = []
+        for k, region in enumerate(regions):
+            try:
+                tokens.append(encode_region_tokens(region["bbox_2d"], image.size))
+            except ValueError as err:
+                raise ValueError(
+                    f"row {row.get('id', '?')!r}, region {k} ({region.get('label')!r}): {err}"
+                ) from err
+    else:
+        tokens = [REGION_TOKEN] * len(regions)
+    text = pieces[0] + "".join(tok + piece for tok, piece in zip(tokens, pieces[1:]))
+    choices = list(row.get("choices") or [])
+    if choices:
+        if len(choices) > len(LETTERS):
+            raise ValueError(f"row {row.get('id', '?')!r}: {len(choices)} choices, at most {len(LETTERS)}")
+        text += "\n" + "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+    return text
+
+
+def target_of(row: Mapping[str, Any], path: str) -> str:
+    """The assistant text a row is trained on for `path` (blend rows: their plain target)."""
+    task = row.get("task", "region_qa")
+    if task in QA_TASKS:
+        return str(row["dtr_target"] if resolve_path(row, path) == "dtr" else row["lor_target"])
+    return str(row["lor_target"])
+
+
+def to_messages(
+    row: Mapping[str, Any],
+    path: str = "auto",
+    region_coords: bool = True,
+    with_target: bool = False,
+    embed_image: bool = False,
+) -> list[dict[str, Any]]:
+    """Chat messages of a dataset row: system prompt of the path, user turn (image + question),
+    and with `with_target` the assistant target. `path` is lor | dtr | auto for QA tasks and is
+    ignored by blend tasks (ground_3d, ground_2d, caption), which use a plain system prompt.
+
+    `region_coords=True` writes location tokens after each `<region>` (built-in model); real
+    pretrained VLMs use False (`model.uses_region_coords(model)` tells which).
+    """
+    task = row.get("task", "region_qa")
+    if task not in TASKS:
+        raise ValueError(f"row {row.get('id', '?')!r}: task {task!r} is not one of {TASKS}")
+    system = SYSTEM_PROMPTS[resolve_path(row, path)] if task in QA_TASKS else SYSTEM_PLAIN
+    if task not in QA_TASKS:
+        resolve_path(row, path)  # still reject a misspelt path
+    image = row.get("image")
+    user: list[dict[str, Any]] = []
+    if image is not None:
+        user.append({"type": "image", "image": image} if embed_image else {"type": "image"})
+    user.append({"type": "text", "text": user_text(row, region_coords)})
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": system}]},
+        {"role": "user", "content": user},
+    ]
+    if with_target:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": target_of(row, path)}]})
+    return messages
+
+
+def corpus(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """Texts to train the built-in tokenizer on: the system prompts, then each row's question
+    (with options) and targets. Pass it to `model.build_tiny`. No image is needed: for a
+    `datasets` split, `split.remove_columns(["image", "depth"])` skips decoding them."""
+    yield from SYSTEM_PROMPTS.values()
+    for row in rows:
+        # Every training sequence repeats a system prompt: weigh them as often as they occur, so
+        # BPE merges their words (the prompt is a large share of each sequence).
+        if row.get("task", "region_qa") in QA_TASKS:
+            yield SYSTEM_LOR
+            yield SYSTEM_DTR
+        else:
+            yield SYSTEM_PLAIN
+        yield user_text(row, region_coords=False)
+        for key in ("lor_target", "dtr_target"):
+            if row.get(key):
+                yield str(row[key])
