@@ -20,3 +20,13 @@ def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke_run") / "run"
     manifest = run(RunSettings(profile="smoke", out=str(out)), progress=False)
     return out, manifest
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory):
+    """Folder of a `smoke`-profile dataset (`workbench data --profile smoke`), built once per session."""
+    from workbench.data import DataSettings, build_dataset
+
+    out = tmp_path_factory.mktemp("smoke_data") / "data"
+    build_dataset(DataSettings.from_profile("smoke"), out, progress=False)
+    return out
