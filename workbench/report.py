@@ -36,7 +36,7 @@ def render(out: Path, manifest: dict[str, Any]) -> str:
         if history:
             figures.append((f"{stage.upper()} training", _history_figure(history, stage)))
     if metrics:
-        figures.append(("Accuracy per category and path", _category_figure(metrics)))
+        figures.append(("Headline numbers per model and path (all categories)", _summary_figure(metrics)))
 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>SR-ReaL workbench run</title>",
@@ -109,15 +109,23 @@ def _history_figure(history: list[dict[str, Any]], stage: str):
     return fig
 
 
-def _category_figure(metrics: list[dict[str, Any]]):
-    import plotly.graph_objects as go
+def _summary_figure(metrics: list[dict[str, Any]]):
+    """Headline numbers: the `all` rows, one group per model and path, one bar per split."""
+    from plotly.subplots import make_subplots
 
-    fig = go.Figure()
-    rows = [r for r in metrics if r.get("category") != "all" and r.get("choice_accuracy") is not None]
-    for key in sorted({(r.get("model"), r.get("path"), r.get("split")) for r in rows}, key=str):
-        sel = [r for r in rows if (r.get("model"), r.get("path"), r.get("split")) == key]
-        fig.add_bar(x=[r["category"] for r in sel], y=[r["choice_accuracy"] for r in sel], name=" / ".join(map(str, key)))
-    fig.update_layout(barmode="group", yaxis_title="choice accuracy", height=400, margin=dict(t=20, b=80))
+    rows = [r for r in metrics if r.get("category") == "all"]
+    keys = sorted({(r["model"], r["path"]) for r in rows}, key=str)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("choice accuracy", "numeric MRA"))
+    palette = ("#4c78a8", "#f58518", "#54a24b", "#b279a2")
+    for i, split in enumerate(sorted({r["split"] for r in rows})):
+        by_key = {(r["model"], r["path"]): r for r in rows if r["split"] == split}
+        x = [f"{m} / {p}" for m, p in keys]
+        for col, metric in ((1, "choice_accuracy"), (2, "number_mra")):
+            y = [(by_key.get(k) or {}).get(metric) for k in keys]
+            fig.add_bar(x=x, y=y, name=split, legendgroup=split, showlegend=col == 1, row=1, col=col,
+                        marker_color=palette[i % len(palette)])
+    fig.update_yaxes(range=[0, 1])
+    fig.update_layout(barmode="group", height=420, margin=dict(t=40, b=120))
     return fig
 
 
