@@ -1,0 +1,164 @@
+"""Pieces shared by the widgets: a figure holder, row lookup, small HTML helpers."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+ALL = "(all)"
+"""Dropdown value meaning "no filter"."""
+
+
+class FigureBox:
+    """A plotly figure inside a widget tree.
+
+    `figure` is a `go.FigureWidget` (live in Jupyter, updated in place) when plotly can make
+    one (it needs the `anywidget` package); otherwise a `go.Figure` drawn into an
+    `ipywidgets.Output`, so the widgets still work, headless included, just less smoothly.
+    `widget` is what goes into a layout.
+    """
+
+    def __init__(self, fig: go.Figure | None = None):
+        fig = fig if fig is not None else go.Figure()
+        try:
+            self.figure: go.Figure = go.FigureWidget(fig)
+            self.widget: W.Widget = self.figure
+            self.live = True
+        except ImportError:  # plotly >= 6 without anywidget
+            self.figure = go.Figure(fig)
+            self.widget = W.Output()
+            self.live = False
+            self.refresh()
+
+    def show(self, fig: go.Figure) -> None:
+        """Replace the traces and layout by those of `fig`."""
+        self.figure.data = []
+        self.figure.layout = fig.layout
+        self.figure.add_traces(list(fig.data))
+        self.refresh()
+
+    def sync(self) -> None:
+        """Copy the whole figure into the widget's synced state, as plotly does when a FigureWidget
+        is displayed on its own: changes made before a view exists travel as messages that a
+        front end which is not ready yet can miss, and a FigureWidget inside a box is never
+        displayed on its own."""
+        if self.live:
+            self.figure._widget_layout = deepcopy(self.figure._layout_obj._props)
+            self.figure._widget_data = deepcopy(self.figure._data)
+
+    def refresh(self) -> None:
+        """Redraw the fallback Output (a FigureWidget redraws itself)."""
+        if self.live:
+            return
+        from IPython import get_ipython
+        from IPython.display import display
+
+        self.widget.clear_output(wait=True)
+        if get_ipython() is not None:  # outside a kernel display() would print the repr
+            with self.widget:
+                display(self.figure)
+
+
+class FigureContainer(W.VBox):
+    """A VBox holding `FigureBox`es (listed in `_figure_boxes`) whose figures are synced in full
+    each time the box is displayed."""
+
+    _figure_boxes: tuple[FigureBox, ...] = ()
+
+    def _repr_mimebundle_(self, **kwargs):
+        for box in self._figure_boxes:
+            if box is not None:
+                box.sync()
+        return super()._repr_mimebundle_(**kwargs)
+
+
+def column(rows: Any, name: str) -> list:
+    """One column of a `datasets.Dataset` or of a list of dicts, as a list."""
+    if hasattr(rows, "column_names"):
+        return list(rows[name])
+    return [r[name] for r in rows]
+
+
+class RowIndex:
+    """Rows by id: from a `Dataset`, a `DatasetDict` / {split: rows}, a list of rows, or {id: row}.
+
+    Lookups try (split, id) first, since two splits may reuse an id, then the id alone.
+    Rows of a `Dataset` are fetched (and their image decoded) only when asked for.
+    """
+
+    def __init__(self, rows: Any):
+        self._sources: list[Any] = []
+        self._where: dict[Any, tuple[int, Any]] = {}
+        if isinstance(rows, Mapping) and rows and all(_is_rows(v) for v in rows.values()):
+            for split, part in rows.items():
+                self._add(part, default_split=str(split))
+        elif isinstance(rows, Mapping):
+            self._add(list(rows.values()))
+        elif rows is not None:
+            self._add(rows)
+
+    def _add(self, rows: Any, default_split: str | None = None) -> None:
+        k = len(self._sources)
+        self._sources.append(rows)
+        ids = column(rows, "id")
+        names = rows.column_names if hasattr(rows, "column_names") else (rows[0].keys() if len(rows) else ())
+        splits = column(rows, "split") if "split" in names else [default_split] * len(ids)
+        for i, (rid, split) in enumerate(zip(ids, splits)):
+            self._where.setdefault((split, rid), (k, i))
+            self._where.setdefault(rid, (k, i))
+
+    def get(self, rid: Any, split: str | None = None) -> Mapping[str, Any] | None:
+        loc = self._where.get((split, rid)) or self._where.get(rid)
+        if loc is None:
+            return None
+        k, i = loc
+        return self._sources[k][i]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._sources)
+
+
+def _is_rows(value: Any) -> bool:
+    return hasattr(value, "column_names") or (
+        isinstance(value, Sequence) and not isinstance(value, str) and all(isinstance(r, Mapping) for r in value)
+    )
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines file (e.g. `predictions.jsonl`)."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def options(values: Iterable[Any]) -> list[str]:
+    """Dropdown options: `(all)` then the distinct values in first-seen order."""
+    return [ALL, *dict.fromkeys(str(v) for v in values if v is not None)]
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def question_html(question: str) -> str:
+    """The question escaped, its `<region>` tokens highlighted."""
+    token = html.escape("<region>")
+    return esc(question).replace(token, f'<span style="background:#e0ecff;color:#1f4e9a">{token}</span>')
+
+
+def choices_html(choices: Sequence[str], answer: Any = None) -> str:
+    """Lettered options, the correct letter in bold."""
+    if not choices:
+        return ""
+    items = []
+    for k, text in enumerate(choices):
+        letter = chr(ord("A") + k)
+        body = f"{letter}. {esc(text)}"
+        items.append(f"<b>{body} &#10003;</b>" if letter == str(answer).strip() else body)
+    return "<br>".join(items)
