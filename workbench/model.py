@@ -29,6 +29,7 @@ import json
 import math
 import re
 import sys
+import types
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -434,7 +435,7 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
             mm_encoder_outputs = dict(mm_encoder_outputs or {})
             if mm_encoder_outputs.get("image") is None:
                 mm_encoder_outputs["image"] = self.get_image_features(
-                    pixel_values, image_grid_thw, return_dict=True, **kwargs
+                    pixel_values, image_grid_thw, **{**kwargs, "return_dict": True}
                 )
                 pixel_values = None
             inputs_embeds = self.get_input_embeddings()(input_ids)
@@ -571,8 +572,12 @@ def publish_model_class() -> None:
     the package's lazy init), so the name goes on the current module object as well as on ours.
     """
     name = RegionQwen2_5_VLForConditionalGeneration.__name__
+    # Libraries imported before that replacement (TRL among them) hold the older module object
+    # as their `transformers` attribute: reach those too, whoever imported first.
+    holders = [transformers, sys.modules.get("transformers")]
+    holders += [getattr(m, "transformers", None) for m in list(sys.modules.values())]
     for module in {
-        id(m): m for m in (transformers, sys.modules.get("transformers")) if m is not None
+        id(m): m for m in holders if isinstance(m, types.ModuleType) and m.__name__ == "transformers"
     }.values():
         if getattr(module, name, None) is not RegionQwen2_5_VLForConditionalGeneration:
             setattr(module, name, RegionQwen2_5_VLForConditionalGeneration)
@@ -788,13 +793,17 @@ def model_inputs(
     conversations = [
         prompts.to_messages(row, path, region_coords=region_coords, embed_image=True) for row in rows
     ]
+    # Pad to the longest prompt and never truncate (a cut prompt loses image tokens or the question).
+    # `max_length=None` says so explicitly: a tokenizer saved after SFT keeps the backend's
+    # truncation state in tokenizer.json, loading turns it into an init default `max_length`, and the
+    # processor passes that default on with `padding=True`, where transformers ignores it with a warning.
     return processor.apply_chat_template(
         conversations,
         add_generation_prompt=add_generation_prompt,
         tokenize=True,
         return_dict=True,
         return_tensors="pt",
-        processor_kwargs={"padding": True, "padding_side": "left"},
+        processor_kwargs={"padding": True, "padding_side": "left", "truncation": False, "max_length": None},
     )
 
 
