@@ -1,6 +1,6 @@
-"""Evaluation: metric definitions on hand cases, scoring of single predictions, baselines, and
-`workbench eval` end to end on the smoke dataset (files written, every aggregate re-derived
-independently from predictions.jsonl by the SPEC definitions, the oracle at 100%)."""
+"""Evaluation: metric definitions on hand cases, scoring of single predictions and baselines
+(`workbench.metrics`), and `workbench eval` end to end on the smoke dataset (files written, every
+aggregate re-derived independently from predictions.jsonl by the SPEC definitions, the oracle at 100%)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,19 @@ import pytest
 
 from workbench import cli, questions, rewards
 from workbench import evaluate as E
+from workbench.metrics import (
+    METRIC_COLUMNS,
+    answers_agree,
+    chance_completion,
+    group_metrics,
+    mean_relative_accuracy,
+    median,
+    read_predictions,
+    rescore,
+    score_prediction,
+    score_predictions,
+    success_25,
+)
 
 IDENTITY = np.eye(4).tolist()
 
@@ -40,7 +53,7 @@ IDENTITY = np.eye(4).tolist()
     ],
 )
 def test_mean_relative_accuracy(x, g, mra):
-    assert E.mean_relative_accuracy(x, g) == pytest.approx(mra)
+    assert mean_relative_accuracy(x, g) == pytest.approx(mra)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +68,7 @@ def test_mean_relative_accuracy(x, g, mra):
     ],
 )
 def test_success_25(x, g, ok):
-    assert E.success_25(x, g) is ok
+    assert success_25(x, g) is ok
 
 
 @pytest.mark.parametrize(
@@ -63,7 +76,7 @@ def test_success_25(x, g, ok):
     [([], None), ([0.3], 0.3), ([0.1, 0.0, 0.3], 0.1), ([0.4, 0.1, 0.2, 0.3], 0.25)],
 )
 def test_median(values, expected):
-    assert E.median(values) == (None if expected is None else pytest.approx(expected))
+    assert median(values) == (None if expected is None else pytest.approx(expected))
 
 
 @pytest.mark.parametrize(
@@ -81,7 +94,7 @@ def test_median(values, expected):
     ],
 )
 def test_answers_agree(stated, implied, kind, agree):
-    assert E.answers_agree(stated, implied, kind) is agree
+    assert answers_agree(stated, implied, kind) is agree
 
 
 # --- one prediction ----------------------------------------------------------------------------
@@ -132,7 +145,7 @@ def prediction(
 def test_score_prediction_dtr_number():
     # Red box 0.1 m off (step score 0.8), blue exact (1.0): detect 0.9; the implied distance is
     # sqrt(1 + 0.01) = 1.005 -> "1.00", which the stated 1.00 matches.
-    p = E.score_prediction(prediction(dtr_text({"red box": (0, 0, 1.1), "blue box": (1, 0, 1)}, "1.00")))
+    p = score_prediction(prediction(dtr_text({"red box": (0, 0, 1.1), "blue box": (1, 0, 1)}, "1.00")))
     assert p["format"] == 1.0 and p["accuracy"] == 1.0 and p["correct"]
     assert p["detect"] == pytest.approx(0.9)
     assert p["center_errors"] == pytest.approx({"red box": 0.1, "blue box": 0.0})
@@ -141,7 +154,7 @@ def test_score_prediction_dtr_number():
     assert p["pred_centers"] == {"cube (red box)": [0.0, 0.0, 1.1], "cube (blue box)": [1.0, 0.0, 1.0]}
 
     # The same centers but the stated answer 1.50: a reasoning error (centers imply the truth).
-    q = E.score_prediction(prediction(dtr_text({"red box": (0, 0, 1.1), "blue box": (1, 0, 1)}, "1.50")))
+    q = score_prediction(prediction(dtr_text({"red box": (0, 0, 1.1), "blue box": (1, 0, 1)}, "1.50")))
     assert (
         not q["correct"]
         and q["implied_answer"] == "1.00"
@@ -155,7 +168,7 @@ def test_score_prediction_choice_rules():
     right = "<think>a</think>\n<answer>(b)</answer>"
     twice = "<think>a</think><think>b</think>\n<answer>B</answer>"  # accuracy needs each tag once
     for text, correct in ((right, True), (twice, False), ("<answer>B</answer>", False), ("", False)):
-        p = E.score_prediction(
+        p = score_prediction(
             prediction(text, answer="B", category="left_right", path="lor", choices=("left", "right"))
         )
         assert p["correct"] is correct, text
@@ -165,7 +178,7 @@ def test_score_prediction_choice_rules():
 
 def test_unparsable_centers_match_nothing():
     text = dtr_text({"red box": (0, 0), "blue box": (1, 0, 1)}, "1.00")  # one center lacks z
-    p = E.score_prediction(prediction(text))
+    p = score_prediction(prediction(text))
     assert p["pred_centers"] is None and p["center_errors"] == {} and p["detect"] == 0.0
     assert p["implied_answer"] is None and p["implied_agrees"] is None
 
@@ -182,7 +195,7 @@ def test_group_metrics_hand_table():
             choices=("left", "right"),
         ),
     ]
-    m = E.group_metrics(E.score_predictions(preds))
+    m = group_metrics(score_predictions(preds))
     assert m["n"] == 4
     assert m["choice_accuracy"] == 1.0
     # MRA per numeric row: 1.00 vs 1.00 -> 1; 1.30 vs 1.00 -> 0.4; unparsable -> 0.
@@ -205,7 +218,7 @@ def test_undefined_metrics_are_none():
             choices=("left", "right"),
         )
     ]
-    m = E.group_metrics(E.score_predictions(lor))
+    m = group_metrics(score_predictions(lor))
     assert m["choice_accuracy"] == 1.0
     for key in ("number_mra", "success_25", "center_error_m", "detect_reward", "implied_answer_agreement"):
         assert m[key] is None, key
@@ -213,10 +226,18 @@ def test_undefined_metrics_are_none():
 
 def test_rescore_under_another_reward_variant():
     preds = [prediction(dtr_text({"red box": (0, 0, 1.1), "blue box": (1, 0, 1)}, "1.00"))]
-    step = E.rescore(preds)[0]["detect_reward"]
-    cont = E.rescore(preds, E.EvalSettings(center_reward="exp"))[0]["detect_reward"]
+    step = rescore(preds)[0]["detect_reward"]
+    cont = rescore(preds, E.EvalSettings(center_reward="exp"))[0]["detect_reward"]
     assert step == pytest.approx(0.9)
     assert cont == pytest.approx((math.exp(-0.1 / 0.3) + 1.0) / 2)
+
+
+def test_scoring_defaults_are_those_of_eval_settings():
+    """Scoring without settings (`rescore(preds)`) is scoring under `EvalSettings()`: the SPEC rewards."""
+    from workbench import metrics
+
+    assert metrics._scoring(None) == metrics._scoring(E.EvalSettings())
+    assert metrics._scoring(None)[0] == rewards.RewardSettings()
 
 
 # --- baselines ---------------------------------------------------------------------------------
@@ -234,19 +255,19 @@ def test_chance_scores_one_over_the_number_of_choices():
             "choices": [f"o{j}" for j in range(k)],
             "answer": truth,
         }
-        text = E.chance_completion(row, "lor", seed=7)
+        text = chance_completion(row, "lor", seed=7)
         preds.append(
             prediction(text, answer=truth, category="left_right", path="lor", choices=row["choices"])
         )
         expected.append(1 / k)
-    acc = E.group_metrics(E.score_predictions(preds))["choice_accuracy"]
+    acc = group_metrics(score_predictions(preds))["choice_accuracy"]
     sd = math.sqrt(sum(p * (1 - p) for p in expected)) / len(expected)
     assert abs(acc - np.mean(expected)) < 4 * sd, (acc, np.mean(expected))
     # Seeded: the same seed gives the same guesses, another seed other guesses.
     row = {"id": "s1", "answer_type": "choice", "choices": ["a", "b", "c", "d"]}
-    guesses = lambda seed: [E.chance_completion({**row, "id": f"s{i}"}, "lor", seed=seed) for i in range(40)]  # noqa: E731
+    guesses = lambda seed: [chance_completion({**row, "id": f"s{i}"}, "lor", seed=seed) for i in range(40)]  # noqa: E731
     assert guesses(7) == guesses(7) and guesses(7) != guesses(8)
-    number = E.chance_completion({"id": "n", "answer_type": "number"}, "dtr", number_prior=1.234)
+    number = chance_completion({"id": "n", "answer_type": "number"}, "dtr", number_prior=1.234)
     assert rewards.parse_answer(number) == "1.23" and rewards.format_ok(number, "dtr")
 
 
@@ -330,9 +351,9 @@ def cli_eval(smoke_data, tiny_model_dir, tmp_path_factory):
 
 def test_eval_writes_both_files_with_one_table(cli_eval):
     metrics = json.loads((cli_eval / "metrics.json").read_text())
-    preds = E.read_predictions(cli_eval)
+    preds = read_predictions(cli_eval)
     assert {m["model"] for m in metrics} == {"tiny", "again", "chance", "oracle"}
-    keys = ("model", "path", "split", "category", *E.METRIC_COLUMNS)
+    keys = ("model", "path", "split", "category", *METRIC_COLUMNS)
     assert all(tuple(m) == keys or set(m) == set(keys) for m in metrics)
     for key in (
         "id",
@@ -460,10 +481,10 @@ def noisy_copy(preds: list[dict], seed: int = 0) -> list[dict]:
 
 def test_rescoring_predictions_reproduces_metrics(cli_eval):
     metrics = json.loads((cli_eval / "metrics.json").read_text())
-    preds = E.read_predictions(cli_eval)
-    assert E.rescore(preds) == metrics  # the library's own re-scoring: identical
+    preds = read_predictions(cli_eval)
+    assert rescore(preds) == metrics  # the library's own re-scoring: identical
     preds += noisy_copy(preds)
-    metrics = E.rescore(preds)
+    metrics = rescore(preds)
     noisy = [m for m in metrics if m["model"] == "noisy" and m["path"] == "dtr" and m["category"] == "all"]
     for key in ("choice_accuracy", "number_mra", "detect_reward", "implied_answer_agreement"):
         assert all(0.0 < m[key] < 1.0 for m in noisy), key  # the comparison below is not vacuous

@@ -12,16 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-METRIC_COLUMNS = (
-    "n",
-    "choice_accuracy",
-    "number_mra",
-    "success_25",
-    "center_error_m",
-    "detect_reward",
-    "format_rate",
-    "implied_answer_agreement",
-)
+from workbench.metrics import KEY_COLUMNS, METRIC_COLUMNS
 
 
 def render(out: Path, manifest: dict[str, Any]) -> str:
@@ -69,7 +60,7 @@ def training_history(stage_dir: Path) -> list[dict[str, Any]]:
 
 
 def metrics_table(rows: list[dict[str, Any]]) -> str:
-    keys = ("model", "path", "split", "category")
+    keys = KEY_COLUMNS
     head = "".join(f"<th>{k}</th>" for k in keys + METRIC_COLUMNS)
     body = []
     for row in rows:

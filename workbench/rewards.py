@@ -319,9 +319,6 @@ def normalize_choice(text: str) -> str:
     return text.upper()
 
 
-_choice = normalize_choice  # the old private name, still read by evaluate.py
-
-
 def _ground_truth(answer: Any, answer_type: str | None) -> tuple[str, Any]:
     """(kind, normalized ground truth); kind is choice, number or text."""
     if answer is None:
