@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from spec_formats import BOX, DTR, LOR
 
 from workbench import cli, data, schema
 from workbench import questions as Q
@@ -136,15 +137,6 @@ def test_centers_project_into_boxes_in_front_of_depth(rows):
             assert np.allclose(cam[:3, :3].T @ cam[:3, :3], np.eye(3), atol=1e-5)
 
 
-LOR = re.compile(r"<think>(.+?)</think>\n<answer>(.+?)</answer>", re.S)
-DTR = re.compile(
-    r"<detect>Find (\d+) relevant objects?:((?:\n<3d_box center=\"[^\"]+\">[^<]+</3d_box>)*)</detect>\n"
-    r"<think>(.+?)</think>\n<answer>(.+?)</answer>",
-    re.S,
-)
-BOX = re.compile(
-    r"<3d_box center=\"(-?\d+\.\d\d),(-?\d+\.\d\d),(-?\d+\.\d\d)\">([^<(]+) \(([^)]+)\)</3d_box>"
-)
 
 
 def test_targets_parse_and_end_in_the_answer(rows):

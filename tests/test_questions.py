@@ -9,6 +9,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from spec_formats import BOX, DTR, LOR
 
 from workbench import questions as Q
 from workbench import render, traces
@@ -253,15 +254,6 @@ def _check_written_arithmetic(text):
             assert abs(abs(float(u)) - float(m.group(1))) <= 0.005 + 1e-9, text
 
 
-LOR = re.compile(r"<think>(.+?)</think>\n<answer>(.+?)</answer>", re.S)
-DTR = re.compile(
-    r"<detect>Find (\d+) relevant objects?:((?:\n<3d_box center=\"[^\"]+\">[^<]+</3d_box>)*)</detect>\n"
-    r"<think>(.+?)</think>\n<answer>(.+?)</answer>",
-    re.S,
-)
-BOX = re.compile(
-    r"<3d_box center=\"(-?\d+\.\d\d),(-?\d+\.\d\d),(-?\d+\.\d\d)\">([^<(]+) \(([^)]+)\)</3d_box>"
-)
 
 
 def test_targets_follow_the_spec_formats(rows):

@@ -25,7 +25,7 @@ import platform
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from workbench import io, schema
+from workbench.settings import from_preset
 
 DATA_CARD = "data_card.json"
 FORMAT = "srreal-workbench-dataset-1"
@@ -81,13 +82,7 @@ class DataSettings:
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> DataSettings:
         """The named preset with `overrides` applied (unknown names raise ValueError)."""
-        if name not in PROFILES:
-            raise ValueError(f"unknown data profile {name!r}; choose one of {sorted(PROFILES)}")
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(overrides) - known)
-        if bad:
-            raise ValueError(f"unknown DataSettings fields {bad}; known: {sorted(known)}")
-        settings = cls(**{**PROFILES[name], "profile": name, **overrides})
+        settings = from_preset(cls, PROFILES, name, overrides, label="data")
         settings.validate()
         return settings
 

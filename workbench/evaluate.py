@@ -32,11 +32,12 @@ import argparse
 import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench import io, metrics, rewards, schema
+from workbench.settings import from_preset
 
 PROFILES = ("smoke", "default", "gpu")
 BASELINES = ("chance", "language_prior", "oracle")
@@ -94,13 +95,7 @@ class EvalSettings:
             "default": {},
             "gpu": dict(max_examples=0, batch_size=64, max_new_tokens=384),
         }
-        if name not in presets:
-            raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(overrides) - known)
-        if bad:
-            raise ValueError(f"unknown EvalSettings fields {bad}; known: {sorted(known)}")
-        return cls(**{**presets[name], "profile": name, **overrides})
+        return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
         self.splits = _as_tuple(self.splits)

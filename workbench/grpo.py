@@ -49,6 +49,7 @@ from workbench import model as model_mod
 from workbench import rewards as rewards_mod
 from workbench.data import load_dataset_dir
 from workbench.schema import PATHS, QA_TASKS
+from workbench.settings import from_preset
 from workbench.sft import last_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -193,12 +194,7 @@ class GRPOSettings:
                 alarm_window=20,
             ),
         }
-        if name not in presets:
-            raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown GRPOSettings fields {sorted(unknown)}")
-        return cls(**{**presets[name], **overrides})
+        return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
         if self.paths not in PATH_MODES:

@@ -31,7 +31,7 @@ import re
 import sys
 import types
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLPreTrai
 from transformers.processing_utils import ProcessorMixin
 
 from workbench.schema import REGION_TOKEN
+from workbench.settings import from_preset
 
 NUM_LOC_BINS = 32
 """Location bins per image side; `<|loc_0|>` .. `<|loc_31|>` (3.5 px at 112 px, 7 px at 224 px)."""
@@ -176,12 +177,7 @@ class ModelSettings:
                 image_size=224,
             ),
         }
-        if name not in presets:
-            raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown ModelSettings fields {sorted(unknown)}")
-        return cls(**{**presets[name], **overrides})
+        return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 8:

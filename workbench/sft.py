@@ -43,11 +43,12 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench import io, schema
+from workbench.settings import from_preset
 
 PROFILES = ("smoke", "default", "gpu")
 SUMMARY = "sft_summary.json"
@@ -168,13 +169,7 @@ class SFTSettings:
                 dataloader_num_workers=4,
             ),
         }
-        if name not in presets:
-            raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown SFTSettings fields {unknown}")
-        return cls(**{**presets[name], "profile": name, **overrides})
+        return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
         if self.profile not in PROFILES:

@@ -37,6 +37,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
+from workbench.metrics import KEY_COLUMNS, METRIC_COLUMNS
 from workbench.rewards import center_score, match_centers, parse_centers, parse_number
 from workbench.schema import CHOICE_CATEGORIES, GENERAL_ONLY_CATEGORIES, NUMERIC_CATEGORIES, centers_of
 
@@ -45,17 +46,9 @@ AXIS_TITLES = {
     "camera": ("x right (m)", "y down (m)", "z forward (m)"),
     "world": ("world x (m)", "world y (m)", "world z up (m)"),
 }
-METRICS = (
-    "choice_accuracy",
-    "number_mra",
-    "success_25",
-    "center_error_m",
-    "detect_reward",
-    "format_rate",
-    "implied_answer_agreement",
-)
+METRICS = tuple(c for c in METRIC_COLUMNS if c != "n")
 """Metric columns of `metrics.json` rows (SPEC section 7); `n` counts the examples."""
-METRIC_KEYS = ("model", "path", "split", "category")
+METRIC_KEYS = KEY_COLUMNS
 """Columns that identify a `metrics.json` row."""
 
 AUTO_DEPTH_MARGIN = 1.5
