@@ -1,5 +1,6 @@
-"""GRPO (`workbench.grpo`): settings, the dynamic-sampling filter and batch merge, alarms, prompts,
-and smoke training on the tiny model (weights move, refill, resume after a kill, two processes)."""
+"""GRPO (`workbench.grpo`, `dynamic_sampling`, `alarms`): settings, the dynamic-sampling filter and
+batch merge, alarms, prompts, and smoke training on the tiny model (weights move, refill, resume
+after a kill, two processes)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ from trl.trainer.utils import split_pixel_values_by_grid
 
 from workbench import grpo, prompts
 from workbench import model as model_mod
+from workbench.alarms import AlarmCallback
 from workbench.cli import main
-from workbench.grpo import AlarmCallback, GRPOSettings, choose_groups, merge_rows
+from workbench.dynamic_sampling import choose_groups, merge_rows
+from workbench.grpo import GRPOSettings
+from workbench.io import read_jsonl
 
 FAST = dict(
     max_completion_length=12,
@@ -199,7 +203,7 @@ def test_alarms_fire_on_crafted_log_sequences(tmp_path):
     assert kinds(alarms.check(_logs(**{"completions/mean_length": 10.0}))) == ["length_collapse"]
     assert "length_explode" in kinds(alarms.check(_logs(**{"completions/clipped_ratio": 0.9})))
     assert "zero_variance" in kinds(alarms.check(_logs(frac_reward_zero_std=0.95)))
-    written = grpo.read_jsonl(tmp_path / "alarms.jsonl")
+    written = read_jsonl(tmp_path / "alarms.jsonl")
     assert [a["kind"] for a in written] == [a["kind"] for a in alarms.alarms]
     assert {"format_saturated", "length_collapse", "length_explode", "zero_variance"} <= set(kinds(written))
 
@@ -293,7 +297,7 @@ def test_smoke_grpo_moves_weights_refills_and_saves_a_loadable_model(sft_dir, sm
         if not torch.equal(p, q)
     ]
     assert "lm_head.weight" in changed, f"GRPO did not move the LM head (changed: {changed[:5]})"
-    samples = grpo.read_jsonl(out / "samples.jsonl")
+    samples = read_jsonl(out / "samples.jsonl")
     assert samples and {"step", "completion", "overall", "accuracy", "format", "path"} <= set(samples[0])
     assert (out / "model.safetensors").exists() and json.loads((out / "log_history.json").read_text())
 
@@ -377,10 +381,3 @@ def test_two_cpu_processes_train_together_over_gloo(sft_dir, smoke_data, tmp_pat
     assert all(h["dynamic_sampling/tries"] == 2 for h in steps), "both processes refill in lockstep"
     assert model_mod.load(out)[0] is not None
     assert proc.stdout.count("GRPO done at step 2") == 1, "only the main process reports"
-
-
-def test_read_jsonl_skips_a_cut_last_line(tmp_path):
-    path = tmp_path / "samples.jsonl"
-    path.write_text('{"a": 1}\n{"a": 2}\n{"a": ')
-    assert grpo.read_jsonl(path) == [{"a": 1}, {"a": 2}]
-    assert grpo.read_jsonl(tmp_path / "missing.jsonl") == []

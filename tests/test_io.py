@@ -1,4 +1,5 @@
-"""Atomic writes: complete or absent, never half-written; usual permissions on what is published."""
+"""Atomic writes: complete or absent, never half-written; usual permissions on what is published.
+Appended jsonl logs: a cut last line is skipped."""
 
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ def test_atomic_dir_refuses_an_existing_target_without_overwrite(tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(FileExistsError, match="already exists"), io.atomic_dir(tmp_path / "out"):
         pass
+
+
+def test_read_jsonl_skips_a_cut_last_line(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": ')
+    assert io.read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    assert io.read_jsonl(tmp_path / "missing.jsonl") == []
 
 
 def _umask() -> int:

@@ -1,7 +1,9 @@
 """Atomic writes: a killed process never leaves a half-written file or folder behind.
 
 Every stage writes its outputs through these helpers: a temporary sibling is written
-completely, then renamed over the target in one step.
+completely, then renamed over the target in one step. Growing logs written during training
+(GRPO's `samples.jsonl`, `alarms.jsonl`) are the exception: `append_jsonl` appends line by line
+and `read_jsonl` skips the one cut line a kill can leave.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,30 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> Path:
     return write_text(path, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows))
+
+
+def append_jsonl(path: Path, rows: Sequence[dict], **extra: Any) -> None:
+    """Append rows to a growing log. Not `write_jsonl`: rewriting the whole log every step is
+    quadratic; a kill can at worst cut the last line, which `read_jsonl` skips."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({**extra, **row}, sort_keys=True, default=str) + "\n")
+        f.flush()
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Rows of a jsonl log (samples.jsonl, alarms.jsonl); [] if it does not exist; a cut last line is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def _jsonable(value: Any) -> Any:
