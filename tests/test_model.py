@@ -181,6 +181,58 @@ def test_moving_a_box_changes_the_region_logits_in_forward(tiny):
         model.config.workbench_region_features = True
 
 
+@torch.no_grad()
+def test_box_geometry_alone_tells_regions_apart(tiny):
+    """With the pooled vision features silenced (region_proj outputs 0), the box encoding still
+    makes the <region> embedding depend on where the box is; with it off too, nothing does."""
+    model, processor = tiny
+    model.eval()
+    last = model.model.region_proj[-1]
+    saved = last.weight.clone(), last.bias.clone()
+    a = M.model_inputs(processor, [make_row()], "dtr", True)
+    b = M.model_inputs(processor, [moved(make_row())], "dtr", True)
+    t = _region_position(model, a)
+    try:
+        last.weight.zero_()
+        last.bias.zero_()
+        assert (model(**a).logits[0, t] - model(**b).logits[0, t]).abs().max() > 1e-4
+        geometry = model.model.region_geometry
+        del model.model.region_geometry
+        try:
+            assert torch.allclose(model(**a).logits[0, t], model(**b).logits[0, t])
+        finally:
+            model.model.region_geometry = geometry
+    finally:
+        last.weight.copy_(saved[0])
+        last.bias.copy_(saved[1])
+
+
+def test_box_encoding_separates_positions_and_sizes():
+    boxes = torch.tensor([[0.1, 0.1, 0.2, 0.2], [0.8, 0.1, 0.9, 0.2], [0.1, 0.1, 0.5, 0.6]])
+    enc = M.box_encoding(boxes)
+    assert enc.shape == (3, M.GEOMETRY_DIM) and bool(torch.isfinite(enc).all())
+    assert torch.allclose(enc[:, :4], boxes)  # the raw edges come first
+    assert (enc[0] - enc[1]).abs().max() > 0.5 and (enc[0] - enc[2]).abs().max() > 0.5
+
+
+def test_location_embeddings_start_ordered(tiny):
+    model, _ = tiny
+    start = model.config.workbench_loc_token_start
+    rows = model.get_input_embeddings().weight[start : start + M.NUM_LOC_BINS].detach()
+    rows = torch.nn.functional.normalize(rows, dim=-1)
+    near = (rows[:-1] * rows[1:]).sum(-1).mean()  # neighbouring bins
+    far = (rows[:8] * rows[-8:]).sum(-1).mean()  # bins ~24 apart
+    assert near > 0.7 and far < near - 0.5, (near, far)
+    # without the geometry option the rows are the plain random init (unrelated neighbours)
+    plain, _ = M.build_tiny(
+        list(P.corpus([make_row()])) * 10, M.ModelSettings.from_profile("smoke", region_geometry=False)
+    )
+    assert not hasattr(plain.model, "region_geometry")
+    rows = plain.get_input_embeddings().weight[start : start + M.NUM_LOC_BINS].detach()
+    rows = torch.nn.functional.normalize(rows, dim=-1)
+    assert (rows[:-1] * rows[1:]).sum(-1).mean().abs() < 0.3
+
+
 def _resized(row: dict, size: tuple[int, int]) -> dict:
     """The row on an image of another size, boxes scaled with it."""
     row = copy.deepcopy(row)
@@ -360,6 +412,7 @@ def test_lora_wraps_the_built_in_model_and_trains_the_region_projection(tiny, tm
     peft_model, _ = M.load(tmp_path, lora=M.LoraSettings(r=4, alpha=8))
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert any("lora_A" in n for n in trainable) and any("region_proj" in n for n in trainable)
+    assert any("region_geometry" in n for n in trainable)
     assert not any("embed_tokens" in n for n in trainable)
     batch = M.model_inputs(processor, [make_row()], "dtr", True)
     assert peft_model(**batch).logits.shape[:2] == batch["input_ids"].shape
@@ -470,7 +523,9 @@ def test_trl_sft_and_grpo_run_with_region_features(tiny, tmp_path, monkeypatch):
     )
     trainer = GRPOTrainer(
         model=policy,
-        reward_funcs=[lambda completions, **kw: [float(len(c[0]["content"]) % 3) for c in completions]],
+        # alternate 0/1 inside every group (TRL repeats each prompt num_generations times in a row),
+        # so every group has a non-zero advantage whatever the sampled text is
+        reward_funcs=[lambda completions, **kw: [float(i % 2) for i in range(len(completions))]],
         args=grpo_args,
         train_dataset=grpo_data,
         processing_class=processor,
