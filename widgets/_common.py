@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from copy import deepcopy
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -129,12 +127,6 @@ def _is_rows(value: Any) -> bool:
     return hasattr(value, "column_names") or (
         isinstance(value, Sequence) and not isinstance(value, str) and all(isinstance(r, Mapping) for r in value)
     )
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """The rows of a JSON-lines file (e.g. `predictions.jsonl`)."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def options(values: Iterable[Any]) -> list[str]:

@@ -42,9 +42,9 @@ from widgets._common import (
     esc,
     options,
     question_html,
-    read_jsonl,
 )
 from workbench import viz
+from workbench.metrics import read_predictions
 from workbench.schema import centers_of
 
 PREDICTION_KEYS = ("id", "model", "path", "split", "category", "answer_type", "answer", "completion",
@@ -74,7 +74,7 @@ class TraceBrowser(FigureContainer):
     filters; parts: `header`, `image`, `plot`, `traces` (one HTML per path on display)."""
 
     def __init__(self, rows: Any, predictions: Iterable[Mapping[str, Any]] | str | Path, show_3d: bool = True):
-        preds = read_jsonl(predictions) if isinstance(predictions, (str, Path)) else list(predictions)
+        preds = read_predictions(predictions) if isinstance(predictions, (str, Path)) else list(predictions)
         for p in preds:
             missing = [k for k in ("id", "model", "path") if k not in p]
             if missing:

@@ -50,7 +50,7 @@ from workbench.alarms import AlarmCallback
 from workbench.data import load_dataset_dir
 from workbench.dynamic_sampling import DynamicSamplingGRPOTrainer
 from workbench.schema import PATHS, QA_TASKS
-from workbench.settings import from_preset
+from workbench.settings import from_preset, trainer_bf16, trainer_report_to
 from workbench.sft import last_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -273,12 +273,6 @@ def _vllm_usable() -> bool:
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
 
-def _report_to(value: str) -> str | list[str]:
-    if value == "auto":
-        return ["tensorboard"] if importlib.util.find_spec("tensorboard") is not None else "none"
-    return [v.strip() for v in value.split(",") if v.strip()] or "none"
-
-
 def suppressed_tokens(processor) -> list[int]:
     """Ids the policy must never sample: image/video placeholders and vision start/end markers (a
     sampled one would not match the image features in the log-prob passes)."""
@@ -296,9 +290,7 @@ def grpo_config(
     suppress_tokens: Sequence[int] = (),
 ):
     """The `trl.GRPOConfig` of a run: TRL names map one to one; CPU-friendly defaults elsewhere."""
-    bf16 = settings.bf16
-    if bf16 is None:
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    bf16 = trainer_bf16(settings.bf16)
     return GRPOConfig(
         output_dir=str(out_dir),
         num_generations=settings.num_generations,
@@ -323,7 +315,7 @@ def grpo_config(
         save_strategy="steps",
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
-        report_to=_report_to(settings.report_to),
+        report_to=trainer_report_to(settings.report_to),
         bf16=bf16,
         activation_checkpointing=settings.activation_checkpointing,
         use_vllm=use_vllm,

@@ -713,7 +713,7 @@ def build_tiny(corpus: Iterable[str], settings: ModelSettings | None = None):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         model = RegionQwen2_5_VLForConditionalGeneration(config)
-    if settings.region_geometry:
+    if config.workbench_region_geometry:  # off with region_features too: no location tokens then
         first = config.workbench_loc_token_start
         with torch.no_grad():
             table = model.get_input_embeddings().weight

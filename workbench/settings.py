@@ -3,10 +3,13 @@
 Each stage (data, model, sft, grpo, evaluate) has one flat settings dataclass and a table of
 named presets (`smoke`, `default`, `gpu`); this builds an instance from a preset plus field
 overrides, refusing unknown profile and field names with a message that names them.
+`trainer_bf16` and `trainer_report_to` resolve the `None` / "auto" values the SFT and GRPO
+settings share into what the HF trainers take.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -41,3 +44,25 @@ def from_preset(cls: type[T], presets: Mapping[str, Mapping[str, Any]], name: st
     if "profile" in known:
         values.setdefault("profile", name)
     return cls(**values)
+
+
+def trainer_bf16(value: bool | None) -> bool:
+    """bfloat16 mixed precision: `value`, or when None, whether a CUDA GPU supports it."""
+    if value is not None:
+        return bool(value)
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def trainer_report_to(value: str) -> str | list[str]:
+    """HF `report_to` from a comma-separated string; `auto` = tensorboard when installed, else none.
+
+    >>> trainer_report_to("wandb, tensorboard")
+    ['wandb', 'tensorboard']
+    >>> trainer_report_to("")
+    'none'
+    """
+    if value == "auto":
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") is not None else "none"
+    return [v.strip() for v in value.split(",") if v.strip()] or "none"

@@ -36,7 +36,6 @@ Taught in `notebooks/02_cold_start_sft.ipynb`.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
 import shutil
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import io, schema
-from workbench.settings import from_preset
+from workbench.settings import from_preset, trainer_bf16, trainer_report_to
 
 PROFILES = ("smoke", "default", "gpu")
 SUMMARY = "sft_summary.json"
@@ -375,12 +374,8 @@ def sft_config(out_dir: str | os.PathLike, settings: SFTSettings, pretrained: bo
     import torch
     from trl import SFTConfig
 
-    bf16 = settings.bf16
-    if bf16 is None:
-        bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    report_to = settings.report_to
-    if report_to == "auto":
-        report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    bf16 = trainer_bf16(settings.bf16)
+    report_to = trainer_report_to(settings.report_to)
     return SFTConfig(
         output_dir=str(out_dir),
         assistant_only_loss=True,  # labels -100 outside the {% generation %} span of the template
