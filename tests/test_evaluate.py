@@ -206,6 +206,18 @@ def test_group_metrics_hand_table():
     # Implied answers exist for the first two rows (both roles matched): 1.00 vs 1.00, and
     # sqrt(1 + 0.09) = 1.044 -> "1.04" vs the stated 1.30: disagree.
     assert m["implied_answer_agreement"] == pytest.approx(0.5)
+    # Labels named: both, both, blue only, none (the LOR-style row names no box).
+    assert m["label_recall"] == pytest.approx((1 + 1 + 0.5 + 0) / 4)
+
+
+def test_label_recall_counts_the_question_labels_a_completion_names():
+    both = score_prediction(prediction("<think>the red box is left of the blue box</think><answer>A</answer>"))
+    other = score_prediction(prediction("<think>the magenta box is left of the blue point</think><answer>A</answer>"))
+    assert both["label_recall"] == 1.0 and other["label_recall"] == 0.0
+    plain = prediction("<think>the red box</think><answer>A</answer>")
+    plain["regions"] = []
+    assert score_prediction(plain)["label_recall"] is None
+    assert group_metrics([score_prediction(plain)])["label_recall"] is None
 
 
 def test_undefined_metrics_are_none():

@@ -413,6 +413,7 @@ def test_lora_wraps_the_built_in_model_and_trains_the_region_projection(tiny, tm
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert any("lora_A" in n for n in trainable) and any("region_proj" in n for n in trainable)
     assert any("region_geometry" in n for n in trainable)
+    assert any("region_index" in n for n in trainable)
     assert not any("embed_tokens" in n for n in trainable)
     batch = M.model_inputs(processor, [make_row()], "dtr", True)
     assert peft_model(**batch).logits.shape[:2] == batch["input_ids"].shape
@@ -651,3 +652,33 @@ def test_ask_bad_input_is_a_clear_error(saved, capsys, args, message):
     ]
     assert main(["ask", "--model", str(saved / "model"), *args]) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+@torch.no_grad()
+def test_region_order_tells_regions_with_the_same_box_apart(tiny):
+    """Two regions on the same box get different features (first vs second region) only through
+    the region-index embedding."""
+    model, processor = tiny
+    model.eval()
+    row = make_row()
+    row["regions"][1]["bbox_2d"] = list(row["regions"][0]["bbox_2d"])
+    batch = M.model_inputs(processor, [row], "dtr", True)
+    ids = batch["input_ids"][0]
+    first, second = (ids == model.config.workbench_region_token_id).nonzero().flatten().tolist()
+    seen = {}
+    hook = model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.update(embeds=kwargs["inputs_embeds"]), with_kwargs=True
+    )
+    try:
+        model(**batch)
+        with_index = seen["embeds"][0]
+        assert (with_index[first] - with_index[second]).abs().max() > 1e-3
+        index = model.model.region_index
+        del model.model.region_index
+        try:
+            model(**batch)
+            assert torch.allclose(seen["embeds"][0, first], seen["embeds"][0, second])
+        finally:
+            model.model.region_index = index
+    finally:
+        hook.remove()

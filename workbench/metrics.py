@@ -35,6 +35,10 @@ a metric has no rows to average over):
   for numbers |stated - implied| <= max(0.05 m, 5% of implied). With `correct`, it separates
   perception errors (the centers imply a wrong answer) from reasoning errors (they imply the
   right one but the model said otherwise): `diagnose`.
+- `label_recall`: over rows with regions, the mean share of the question's region labels
+  (`red box`, ...) that the completion names anywhere. It measures whether the model reads the
+  prompt at all, and moves before accuracy can: a model that writes the same labels whatever
+  the question says scores near the chance of guessing them.
 - `correct` (per prediction, used by the widgets): choice = same letter; number = success_25.
 
 Taught in `notebooks/04_evaluate.ipynb` (the table, re-scoring, the diagnostic) and
@@ -67,6 +71,7 @@ METRIC_COLUMNS = (
     "detect_reward",
     "format_rate",
     "implied_answer_agreement",
+    "label_recall",
 )
 KEY_COLUMNS = ("model", "path", "split", "category")
 MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * k, 2) for k in range(10))
@@ -114,6 +119,18 @@ def success_25(x: float | None, g: float) -> bool:
     (True, False, False)
     """
     return round(relative_error(x, g), 9) <= SUCCESS_THRESHOLD
+
+
+def label_recall(text: str, regions: Sequence[Mapping[str, Any]]) -> float | None:
+    """Share of the distinct region labels that `text` names (None without regions).
+
+    >>> label_recall("<think>the cube in the red box ...</think>", [{"label": "red box"}, {"label": "blue point"}])
+    0.5
+    """
+    labels = {str(r.get("label", "")) for r in regions if r.get("label")}
+    if not labels:
+        return None
+    return sum(label in text for label in labels) / len(labels)
 
 
 def median(values: Sequence[float]) -> float | None:
@@ -233,6 +250,8 @@ def score_prediction(pred: Mapping[str, Any], settings: EvalSettings | None = No
     out["center_errors"] = errors
     out["center_error_m"] = _mean(list(errors.values()))
 
+    out["label_recall"] = label_recall(text, pred.get("regions") or [])
+
     implied = None
     if path == "dtr" and pred["category"] in questions.REGION_CATEGORIES and matched:
         implied = questions.answer_from_centers(pred["category"], matched, _truth_row(pred))
@@ -284,6 +303,7 @@ def group_metrics(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "detect_reward": _mean([p["detect"] for p in dtr if p.get("detect") is not None]),
         "format_rate": _mean([float(p["format"]) for p in scored]),
         "implied_answer_agreement": _mean([float(p["implied_agrees"]) for p in implied]),
+        "label_recall": _mean([p["label_recall"] for p in scored if p.get("label_recall") is not None]),
     }
 
 
@@ -523,6 +543,7 @@ def format_table(metrics: Sequence[Mapping[str, Any]], category: str | None = "a
         "implied_answer_agreement": "implied_agr",
         "detect_reward": "detect",
         "format_rate": "format",
+        "label_recall": "labels",
     }
     cells = [[short.get(h, h) for h in head]]
     for r in rows:

@@ -145,6 +145,11 @@ class ModelSettings:
     """Add a Fourier encoding of the region's box (edges, center, size) to its region feature, and start
     the location-token embeddings ordered (sinusoids of the bin index): where a region is becomes a
     smooth input instead of 32 unrelated embeddings to learn."""
+    region_index: bool = True
+    """Add a learned embedding of the region's order in its sample (first, second, ...) to its
+    region feature. Traces name the regions in question order, and without it the k-th region can
+    only be told apart by counting; with it, a trace finds "its" region by content (measured on
+    issue #3: teacher-forced label copying 0.35 -> 0.59 after 300 steps)."""
     tie_word_embeddings: bool = False
     """Share the input embedding and LM-head matrices."""
     seed: int = 0
@@ -222,7 +227,8 @@ class LoraSettings:
         extra: dict[str, Any] = {}
         if is_region_model(model):
             extra["modules_to_save"] = [
-                name for name in ("region_proj", "region_geometry") if hasattr(model.model, name)
+                name for name in ("region_proj", "region_geometry", "region_index")
+                if hasattr(model.model, name)
             ]
         elif getattr(config, "workbench_region_token_id", None) is not None:
             # The `<region>` row was added by `load`: train it without unfreezing the whole embedding.
@@ -312,6 +318,10 @@ def decode_region_tokens(ids: Sequence[int], tokenizer) -> list[tuple[float, flo
 # Tokenizer and processor
 
 
+ROLE_NAMES = ("system", "user", "assistant")
+"""Words the chat template writes after `<|im_start|>`."""
+
+
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
     """A byte-level BPE fast tokenizer trained on `corpus`, digits split one per token.
 
@@ -330,7 +340,12 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
 
     def texts() -> Iterable[str]:
         for text in corpus:
-            yield splitter.sub(" ", str(text))
+            # A whole token ends a word where it stands, so the text after it starts without a
+            # space ("<think>In" is "In", not " In"): a line break splits the same way here.
+            yield splitter.sub("\n", str(text))
+            # The chat template's role names precede every turn: as often as the texts, so
+            # each becomes one token instead of 4-7 letters.
+            yield "\n".join(ROLE_NAMES)
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -408,6 +423,8 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
         self.region_proj = nn.Sequential(nn.Linear(vision_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         if getattr(config, "workbench_region_geometry", False):
             self.region_geometry = nn.Linear(GEOMETRY_DIM, hidden)
+        if getattr(config, "workbench_region_index", False):
+            self.region_index = nn.Embedding(MAX_REGIONS, hidden)
 
     def forward(
         self,
@@ -511,6 +528,10 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
         features = self.region_proj(torch.stack(pooled).to(proj_dtype))  # (R, H)
         if hasattr(self, "region_geometry"):
             features = features + self.region_geometry(box_encoding(torch.stack(boxes)).to(proj_dtype))
+        if hasattr(self, "region_index"):
+            samples = [b for b, _ in targets]
+            order = torch.tensor([samples[:i].count(b) for i, b in enumerate(samples)], device=features.device)
+            features = features + self.region_index(order.clamp(max=MAX_REGIONS - 1))
         features = features.to(inputs_embeds.dtype)
         rows = torch.tensor([b for b, _ in targets], device=inputs_embeds.device)
         cols = torch.tensor([t for _, t in targets], device=inputs_embeds.device)
@@ -554,6 +575,9 @@ def _placeholder_runs(input_ids: torch.Tensor, token_id: int) -> list[tuple[int,
                 t += 1
     return runs
 
+
+MAX_REGIONS = 8
+"""Region orders `region_index` tells apart (later regions share the last embedding)."""
 
 GEOMETRY_FREQUENCIES = 4
 """Octaves of the box encoding: sin/cos of 2^k * pi * value, k = 0..3."""
@@ -696,6 +720,7 @@ def make_config(tokenizer, settings: ModelSettings) -> Qwen2_5_VLConfig:
         tie_word_embeddings=settings.tie_word_embeddings,
         workbench_region_features=settings.region_features,
         workbench_region_geometry=settings.region_features and settings.region_geometry,
+        workbench_region_index=settings.region_features and settings.region_index,
         workbench_region_token_id=ids(REGION_TOKEN),
         workbench_loc_token_start=ids(LOC_TOKENS[0]),
         workbench_num_loc_bins=NUM_LOC_BINS,
