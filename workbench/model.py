@@ -148,8 +148,9 @@ class ModelSettings:
     region_index: bool = True
     """Add a learned embedding of the region's order in its sample (first, second, ...) to its
     region feature. Traces name the regions in question order, and without it the k-th region can
-    only be told apart by counting; with it, a trace finds "its" region by content (measured on
-    issue #3: teacher-forced label copying 0.35 -> 0.59 after 300 steps)."""
+    only be told apart by counting; with it, a trace finds "its" region by content (issue #3: on a
+    two-category set with a one-line system prompt, teacher-forced label copying after 300 steps
+    rose from 0.35 to 0.59)."""
     tie_word_embeddings: bool = False
     """Share the input embedding and LM-head matrices."""
     seed: int = 0

@@ -154,7 +154,7 @@ class SFTSettings:
                 eval_batch_size=8,
             ),
             # the real small run on 2 CPU cores: 900 steps of 8 (7,200 examples, about a third of
-            # the default data's 19,950) take ~16 minutes and teach both formats (measured: issue #3)
+            # the default data's 19,950) take ~12 minutes and teach both formats (measured: issue #3)
             "default": dict(
                 max_steps=900,
                 per_device_train_batch_size=8,
