@@ -529,12 +529,12 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
         features = self.region_proj(torch.stack(pooled).to(proj_dtype))  # (R, H)
         if hasattr(self, "region_geometry"):
             features = features + self.region_geometry(box_encoding(torch.stack(boxes)).to(proj_dtype))
+        samples = [b for b, _ in targets]
         if hasattr(self, "region_index"):
-            samples = [b for b, _ in targets]
             order = torch.tensor([samples[:i].count(b) for i, b in enumerate(samples)], device=features.device)
             features = features + self.region_index(order.clamp(max=MAX_REGIONS - 1))
         features = features.to(inputs_embeds.dtype)
-        rows = torch.tensor([b for b, _ in targets], device=inputs_embeds.device)
+        rows = torch.tensor(samples, device=inputs_embeds.device)
         cols = torch.tensor([t for _, t in targets], device=inputs_embeds.device)
         inputs_embeds = inputs_embeds.clone()
         inputs_embeds[rows, cols] = features
