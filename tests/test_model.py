@@ -244,6 +244,21 @@ def _resized(row: dict, size: tuple[int, int]) -> dict:
     return row
 
 
+def test_generate_prompts_the_model_as_it_was_built(tiny, monkeypatch):
+    """The built-in model is trained on the short system prompts: `generate` asks it the same way."""
+    model, processor = tiny
+    seen = []
+    real = M.model_inputs
+    monkeypatch.setattr(M, "model_inputs", lambda *a, **kw: seen.append(kw["system"]) or real(*a, **kw))
+    M.generate(model, processor, [make_row()], "dtr", max_new_tokens=1)
+    M.generate(model, processor, [make_row()], "dtr", max_new_tokens=1, system="full")
+    assert seen == ["short", "full"]
+    prompt = processor.apply_chat_template(
+        P.to_messages(make_row(), "dtr", **M.prompt_options(model)), add_generation_prompt=True, tokenize=False
+    )
+    assert "system\n" + P.SYSTEM_PROMPTS_SHORT["dtr"] + "<|im_end|>" in prompt
+
+
 @pytest.mark.parametrize("size", [(112, 112), (112, 56)])
 @torch.no_grad()
 def test_region_features_are_live_in_generate_and_match_forward(tiny, size):
@@ -312,6 +327,7 @@ def test_save_and_load_give_equal_logits(tiny, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "qwen2_5_vl"
     loaded, loaded_processor = M.load(tmp_path)
     assert type(loaded) is M.RegionQwen2_5_VLForConditionalGeneration and M.uses_region_coords(loaded)
+    assert M.prompt_options(loaded) == M.prompt_options(model) == {"region_coords": True, "system": "short"}
     rows = [make_row(0, 2), make_row(1, 1)]
     a = M.model_inputs(processor, rows, "auto", True)
     b = M.model_inputs(loaded_processor, rows, "auto", True)
@@ -377,6 +393,7 @@ def test_load_a_plain_pretrained_vlm_adds_the_region_token(tmp_path, vocab_extra
     n_tokens = _plain_checkpoint(tmp_path, vocab_extra)
     model, processor = M.load(tmp_path)
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration" and not M.uses_region_coords(model)
+    assert M.prompt_options(model) == {"region_coords": False, "system": "full"}  # instructions for a real VLM
     tok = processor.tokenizer
     assert len(tok) == n_tokens + 1 and len(tok("<region>", add_special_tokens=False)["input_ids"]) == 1
     rows_in_embedding = model.get_input_embeddings().weight.shape[0]
@@ -600,7 +617,8 @@ def test_ask_prints_a_completion_for_an_image_and_for_a_dataset_row(saved, capsy
         )
         captured = capsys.readouterr()
         assert code == 0 and captured.out.endswith("\n")
-        assert ("<|im_start|>system\n" + (P.SYSTEM_DTR if path == "dtr" else P.SYSTEM_LOR)) in captured.err
+        style = json.loads((saved / "model" / "config.json").read_text())["workbench_system_prompts"]
+        assert ("<|im_start|>system\n" + P.system_prompt(path, style) + "<|im_end|>") in captured.err
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,19 @@ def test_system_prompts_state_the_exact_tags(tags):
     assert "meters" in P.SYSTEM_DTR and "camera" in P.SYSTEM_DTR
 
 
+@pytest.mark.parametrize("task, path", [("region_qa", "lor"), ("region_qa", "dtr"), ("caption", "auto")])
+def test_short_system_prompts_tell_the_paths_apart(task, path):
+    row = make_row(task, 1)
+    short = P.to_messages(row, path, system="short", with_target=True)
+    full = P.to_messages(row, path, with_target=True)
+    kind = path if task == "region_qa" else "plain"
+    assert short[0]["content"][0]["text"] == P.SYSTEM_PROMPTS_SHORT[kind] != full[0]["content"][0]["text"]
+    assert short[1:] == full[1:]  # only the system prompt changes
+    assert len(set(P.SYSTEM_PROMPTS_SHORT.values())) == 3
+    with pytest.raises(ValueError, match="'terse' is not one of"):
+        P.to_messages(row, path, system="terse")
+
+
 def test_region_tokens_carry_the_box_and_can_be_plain():
     row = make_row(n_regions=2)
     text = P.to_messages(row, "dtr", region_coords=True)[1]["content"][1]["text"]
@@ -166,4 +179,8 @@ def test_messages_survive_arrow_and_render_through_the_processor():
 def test_corpus_has_system_prompts_questions_and_targets():
     texts = list(P.corpus([make_row(n_regions=2)]))
     assert texts[:3] == [P.SYSTEM_LOR, P.SYSTEM_DTR, P.SYSTEM_PLAIN]
+    assert texts[3:6] == [P.SYSTEM_PROMPTS_SHORT[k] for k in ("lor", "dtr", "plain")]
+    assert texts[6:8] == [P.SYSTEM_LOR, P.SYSTEM_DTR]  # the row's own prompts, in the style asked for
+    assert list(P.corpus([make_row(n_regions=2)], system="short"))[6:8] == [
+        P.SYSTEM_PROMPTS_SHORT["lor"], P.SYSTEM_PROMPTS_SHORT["dtr"]]
     assert any("<region>" in t and "A. left" in t for t in texts) and LOR in texts and DTR in texts

@@ -58,7 +58,7 @@ def cli(args: argparse.Namespace) -> int:
     model, processor = model_mod.load(args.model)
     row = row_from_args(args, image_size=model_mod.image_size_of(processor))
     if args.show_prompt:
-        messages = prompts.to_messages(row, args.path, region_coords=model_mod.uses_region_coords(model))
+        messages = prompts.to_messages(row, args.path, **model_mod.prompt_options(model))
         print(
             processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
             file=sys.stderr,

@@ -235,7 +235,7 @@ class GRPOSettings:
 # Prompts
 
 
-def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool):
+def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system: str = "full"):
     """The RL prompts of `dataset` (a `datasets.Dataset` of workbench rows): QA rows only, a
     `prompt` column built by `prompts.to_messages` (image placeholder; TRL fills it from `image`),
     and `path` forced to `settings.paths` unless it is `joint`."""
@@ -251,18 +251,18 @@ def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool):
 
     def add_prompt(row):
         path = row["path"] if settings.paths == "joint" else settings.paths
-        return {"path": path, "prompt": prompts.to_messages(row, path, region_coords=region_coords)}
+        return {"path": path, "prompt": prompts.to_messages(row, path, region_coords=region_coords, system=system)}
 
     extra = [c for c in dataset.column_names if c not in PROMPT_COLUMNS]
     return dataset.map(add_prompt, remove_columns=extra, keep_in_memory=True)
 
 
-def load_prompts(data_dir: str | os.PathLike, settings: GRPOSettings, region_coords: bool):
+def load_prompts(data_dir: str | os.PathLike, settings: GRPOSettings, region_coords: bool, system: str = "full"):
     """`prompt_dataset` of the split `settings.split` of the dataset folder `data_dir`."""
     data = load_dataset_dir(data_dir)
     if settings.split not in data:
         raise ValueError(f"dataset {str(data_dir)!r} has no split {settings.split!r} (has {list(data)})")
-    return prompt_dataset(data[settings.split], settings, region_coords)
+    return prompt_dataset(data[settings.split], settings, region_coords, system)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def train_grpo(
             "use_vllm ignored: vLLM generation needs vllm installed, a CUDA GPU and a real pretrained VLM "
             "(the built-in model's region features are not in vLLM)"
         )
-    train = load_prompts(data_dir, settings, region_coords=model_mod.uses_region_coords(model))
+    train = load_prompts(data_dir, settings, **model_mod.prompt_options(model))
     funcs, weights = reward_funcs or rewards_mod.reward_funcs(settings.paths, settings.reward_settings())
     args = grpo_config(settings, out, pretrained, use_vllm, suppressed_tokens(processor))
     args.reward_weights = list(weights)

@@ -151,6 +151,9 @@ class ModelSettings:
     only be told apart by counting; with it, a trace finds "its" region by content (issue #3: on a
     two-category set with a one-line system prompt, teacher-forced label copying after 300 steps
     rose from 0.35 to 0.59)."""
+    system_prompts: str = "short"
+    """System prompts the model is trained and asked with: "short" (one line per path) or "full"
+    (`prompts.SYSTEM_STYLES`). Saved in the config; `prompt_options(model)` reads it back."""
     tie_word_embeddings: bool = False
     """Share the input embedding and LM-head matrices."""
     seed: int = 0
@@ -198,6 +201,8 @@ class ModelSettings:
             raise ValueError(
                 f"num_heads {self.num_heads} must be a multiple of num_kv_heads {self.num_kv_heads}"
             )
+        if self.system_prompts not in ("full", "short"):
+            raise ValueError(f"system_prompts {self.system_prompts!r} is not 'full' or 'short'")
         if self.image_size % (self.patch_size * self.merge_size):
             raise ValueError(
                 f"image_size {self.image_size} must be a multiple of patch_size * merge_size "
@@ -675,6 +680,15 @@ def uses_region_coords(model: nn.Module) -> bool:
     return is_region_model(model)
 
 
+def prompt_options(model: nn.Module) -> dict[str, Any]:
+    """How to prompt `model`: `prompts.to_messages(row, path, **prompt_options(model))`. Location
+    tokens for the built-in model; the system prompt style it was built with (a real pretrained VLM,
+    or a built-in model saved before the setting existed, gets the full prompts)."""
+    config = getattr(model, "config", None)
+    return {"region_coords": uses_region_coords(model),
+            "system": str(getattr(config, "workbench_system_prompts", "full"))}
+
+
 def make_config(tokenizer, settings: ModelSettings) -> Qwen2_5_VLConfig:
     """The Qwen2.5-VL config of the built-in model for `tokenizer` and `settings`."""
     ids = tokenizer.convert_tokens_to_ids
@@ -725,13 +739,15 @@ def make_config(tokenizer, settings: ModelSettings) -> Qwen2_5_VLConfig:
         workbench_region_token_id=ids(REGION_TOKEN),
         workbench_loc_token_start=ids(LOC_TOKENS[0]),
         workbench_num_loc_bins=NUM_LOC_BINS,
+        workbench_system_prompts=settings.system_prompts,
         workbench_settings=asdict(settings),
     )
 
 
 def build_tiny(corpus: Iterable[str], settings: ModelSettings | None = None):
     """(model, processor): a randomly initialised tiny Qwen2.5-VL with region features and a
-    tokenizer trained on `corpus` (pass `prompts.corpus(rows)`: questions, targets, system prompts)."""
+    tokenizer trained on `corpus` (pass `prompts.corpus(rows, settings.system_prompts)`: questions,
+    targets, system prompts)."""
     settings = settings or ModelSettings()
     tokenizer = train_tokenizer(corpus, settings.vocab_size)
     processor = make_processor(tokenizer, settings)
@@ -868,14 +884,20 @@ def _add_region_token(model, processor) -> None:
 
 
 def model_inputs(
-    processor, rows: Sequence[dict], path: str, region_coords: bool, add_generation_prompt: bool = True
+    processor,
+    rows: Sequence[dict],
+    path: str,
+    region_coords: bool,
+    add_generation_prompt: bool = True,
+    system: str = "full",
 ):
     """Left-padded tensors (input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids)
-    of the prompts of `rows` on `path`, through `prompts.to_messages`."""
+    of the prompts of `rows` on `path`, through `prompts.to_messages` (`system`: its prompt style)."""
     from workbench import prompts
 
     conversations = [
-        prompts.to_messages(row, path, region_coords=region_coords, embed_image=True) for row in rows
+        prompts.to_messages(row, path, region_coords=region_coords, embed_image=True, system=system)
+        for row in rows
     ]
     # Pad to the longest prompt and never truncate (a cut prompt loses image tokens or the question).
     # `max_length=None` says so explicitly: a tokenizer saved after SFT keeps the backend's
@@ -903,11 +925,16 @@ def generate(
     top_p: float = 1.0,
     batch_size: int = 8,
     region_coords: bool | None = None,
+    system: str | None = None,
 ) -> list[str]:
     """Completions (special tokens removed) of `rows` on `path` (lor | dtr | auto), batched with
-    left padding, one `model.generate` per batch. Used by evaluation, `workbench ask` and the demo."""
+    left padding, one `model.generate` per batch. Used by evaluation, `workbench ask` and the demo.
+    The prompt follows `prompt_options(model)` unless `region_coords` or `system` say otherwise."""
+    options_of_model = prompt_options(model)
     if region_coords is None:
-        region_coords = uses_region_coords(model)
+        region_coords = options_of_model["region_coords"]
+    if system is None:
+        system = options_of_model["system"]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -920,7 +947,7 @@ def generate(
     out: list[str] = []
     try:
         for start in range(0, len(rows), batch_size):
-            batch = model_inputs(processor, rows[start : start + batch_size], path, region_coords)
+            batch = model_inputs(processor, rows[start : start + batch_size], path, region_coords, system=system)
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
             ids = model.generate(
                 **batch, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **options

@@ -50,6 +50,26 @@ SYSTEM_PLAIN = "You look at an image and do exactly what the request asks, in th
 
 SYSTEM_PROMPTS = {"lor": SYSTEM_LOR, "dtr": SYSTEM_DTR, "plain": SYSTEM_PLAIN}
 
+SYSTEM_PROMPTS_SHORT = {
+    "lor": "Think, then answer.",
+    "dtr": "Detect, think, then answer.",
+    "plain": "Do what is asked.",
+}
+"""One-line system prompts for the built-in model (`ModelSettings.system_prompts = "short"`). A
+model trained from scratch reads no instructions: the system prompt only has to tell the paths
+apart, and every token of it is one more position the question's labels compete with for
+attention. Measured in docs/design.md: with the full prompts the tiny model's DTR completions
+named the question's region labels 18-21% of the time, with these 45-54%."""
+
+SYSTEM_STYLES = ("full", "short")
+
+
+def system_prompt(kind: str, style: str = "full") -> str:
+    """The system prompt of `kind` (lor | dtr | plain) in `style` (full | short)."""
+    if style not in SYSTEM_STYLES:
+        raise ValueError(f"system prompt style {style!r} is not one of {SYSTEM_STYLES}")
+    return (SYSTEM_PROMPTS if style == "full" else SYSTEM_PROMPTS_SHORT)[kind]
+
 
 def resolve_path(row: Mapping[str, Any], path: str) -> str:
     """The path a QA row is asked on: `lor`/`dtr` as given; `auto` = dtr if it has regions else lor."""
@@ -110,18 +130,20 @@ def to_messages(
     region_coords: bool = True,
     with_target: bool = False,
     embed_image: bool = False,
+    system: str = "full",
 ) -> list[dict[str, Any]]:
     """Chat messages of a dataset row: system prompt of the path, user turn (image + question),
     and with `with_target` the assistant target. `path` is lor | dtr | auto for QA tasks and is
     ignored by blend tasks (ground_3d, ground_2d, caption), which use a plain system prompt.
 
     `region_coords=True` writes location tokens after each `<region>` (built-in model); real
-    pretrained VLMs use False (`model.uses_region_coords(model)` tells which).
+    pretrained VLMs use False. `system` picks the full or the short system prompts (`SYSTEM_STYLES`).
+    `model.prompt_options(model)` gives both for a model: `to_messages(row, path, **options)`.
     """
     task = row.get("task", "region_qa")
     if task not in TASKS:
         raise ValueError(f"row {row.get('id', '?')!r}: task {task!r} is not one of {TASKS}")
-    system = SYSTEM_PROMPTS[resolve_path(row, path)] if task in QA_TASKS else SYSTEM_PLAIN
+    system = system_prompt(resolve_path(row, path) if task in QA_TASKS else "plain", system)
     if task not in QA_TASKS:
         resolve_path(row, path)  # still reject a misspelt path
     image = row.get("image")
@@ -138,19 +160,21 @@ def to_messages(
     return messages
 
 
-def corpus(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+def corpus(rows: Iterable[Mapping[str, Any]], system: str = "full") -> Iterator[str]:
     """Texts to train the built-in tokenizer on: the system prompts, then each row's question
-    (with options) and targets. Pass it to `model.build_tiny`. No image is needed: for a
-    `datasets` split, `split.remove_columns(["image", "depth"])` skips decoding them."""
-    yield from SYSTEM_PROMPTS.values()
+    (with options) and targets. Pass it to `model.build_tiny`, with the `system` style the model
+    will be prompted in (`ModelSettings.system_prompts`). No image is needed: for a `datasets`
+    split, `split.remove_columns(["image", "depth"])` skips decoding them."""
+    for style in SYSTEM_STYLES:
+        yield from (system_prompt(kind, style) for kind in ("lor", "dtr", "plain"))
     for row in rows:
         # Every training sequence repeats a system prompt: weigh them as often as they occur, so
         # BPE merges their words (the prompt is a large share of each sequence).
         if row.get("task", "region_qa") in QA_TASKS:
-            yield SYSTEM_LOR
-            yield SYSTEM_DTR
+            yield system_prompt("lor", system)
+            yield system_prompt("dtr", system)
         else:
-            yield SYSTEM_PLAIN
+            yield system_prompt("plain", system)
         yield user_text(row, region_coords=False)
         for key in ("lor_target", "dtr_target"):
             if row.get(key):

@@ -267,7 +267,7 @@ def example_index(tasks: Sequence[str], blend: str) -> list[tuple[int, str]]:
 
 
 def training_examples(rows, blend: str = "blend", region_coords: bool = True, max_examples: int = 0, seed: int = 0,
-                      group_size: int = 1):
+                      group_size: int = 1, system: str = "full"):
     """The `datasets.Dataset` TRL trains on, one item per (row, path) of `blend`, shuffled with
     `seed` (`max_examples` > 0 keeps the first ones). `group_size` > 1 orders the items so that
     each consecutive group of that many shares one path (see `group_by_path`), with the groups in
@@ -275,6 +275,7 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     so an epoch never pays for examples it does not reach): `messages` (system, user with an image
     placeholder, assistant target), `image`, and `id` / `task` / `path` for inspection (TRL's
     collator reads only the first two). `.with_format(None)` shows the raw index: row, task, path.
+    `region_coords` and `system` shape the prompts (`model.prompt_options(model)` gives both).
     """
     import datasets as hf
     import numpy as np
@@ -302,7 +303,8 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
         for k, path in enumerate(batch["path"]):
             row = {c: src[c][k] for c in kept}
             out["messages"].append(prompts.to_messages(row, "auto" if path == "plain" else path,
-                                                       region_coords=region_coords, with_target=True))
+                                                       region_coords=region_coords, with_target=True,
+                                                       system=system))
         return out
 
     raw = hf.Dataset.from_dict({"row": [i for i, _ in picked], "task": [tasks[i] for i, _ in picked],
@@ -355,7 +357,7 @@ def build_model(train_rows, settings: SFTSettings, model_name_or_path: str = "")
     if not model_name_or_path:
         text_rows = train_rows.select_columns(["question", "regions", "choices", "lor_target", "dtr_target"])
         model_settings = M.ModelSettings.from_profile(settings.model_profile or settings.profile, seed=settings.seed)
-        return M.build_tiny(prompts.corpus(text_rows), model_settings)
+        return M.build_tiny(prompts.corpus(text_rows, model_settings.system_prompts), model_settings)
     lora = None
     if settings.use_lora and not _is_builtin_checkpoint(model_name_or_path):
         lora = M.LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha)
@@ -628,9 +630,9 @@ def train_sft(
         model, processor = initial
     else:
         model, processor = build_model(dd["train"], settings, model_name_or_path)
-    region_coords = M.uses_region_coords(model)
-    train = training_examples(dd["train"], settings.blend, region_coords, settings.max_train_examples, settings.seed,
-                              group_size=settings.per_device_train_batch_size if settings.group_by_path else 1)
+    train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
+                              group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
+                              **M.prompt_options(model))
     raw = train.with_format(None)
     trainer = build_trainer(model, processor, train, out, settings, callbacks)
 
