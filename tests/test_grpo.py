@@ -203,16 +203,58 @@ def test_alarms_fire_on_crafted_log_sequences(tmp_path):
     assert kinds(alarms.check(_logs(**{"completions/mean_length": 10.0}))) == ["length_collapse"]
     assert "length_explode" in kinds(alarms.check(_logs(**{"completions/clipped_ratio": 0.9})))
     assert "zero_variance" in kinds(alarms.check(_logs(frac_reward_zero_std=0.95)))
+    # most answers are one letter that the truths do not favour (the g3 run: 97% A, truth 52% A)
+    skewed = {"answers/top_letter_share": 0.97, "answers/top_letter_truth_share": 0.52}
+    assert kinds(alarms.check(_logs(**skewed))) == ["answer_collapse"]
     written = read_jsonl(tmp_path / "alarms.jsonl")
     assert [a["kind"] for a in written] == [a["kind"] for a in alarms.alarms]
-    assert {"format_saturated", "length_collapse", "length_explode", "zero_variance"} <= set(kinds(written))
+    assert {"format_saturated", "length_collapse", "length_explode", "zero_variance", "answer_collapse"} <= set(
+        kinds(written)
+    )
+
+
+@pytest.mark.parametrize(
+    "top, truth, fires",
+    [(0.97, 0.52, True), (0.85, 0.80, False), (0.70, 0.30, False), (0.81, 0.61, True), (0.81, 0.62, False)],
+)
+def test_answer_collapse_needs_a_skew_the_truths_do_not_have(top, truth, fires):
+    alarms = AlarmCallback(window=3, answer_collapse=0.8, answer_gap=0.2)
+    logs = _logs(**{"answers/top_letter_share": top, "answers/top_letter_truth_share": truth})
+    assert [a["kind"] for a in alarms.check(logs)] == (["answer_collapse"] if fires else [])
+
+
+def test_letter_skew_counts_the_answers_of_choice_completions():
+    from workbench.dynamic_sampling import _answer_letter, letter_skew
+
+    completions = ["<think>t</think><answer>(a)</answer>", "<answer>A</answer>", "no answer", "<answer>B</answer>"]
+    letters = [_answer_letter(c) for c in completions]
+    assert letters == ["A", "A", None, "B"]
+    assert letter_skew(letters, ["B", "A", "A", "B"]) == (2 / 3, 1 / 3)
+    assert letter_skew([None, None], ["A", "B"]) is None
+
+
+def test_scoring_logs_the_letter_skew_of_choice_rows():
+    from types import SimpleNamespace
+
+    from workbench.dynamic_sampling import DynamicSamplingGRPOTrainer
+
+    logged = {}
+    trainer = SimpleNamespace(ds_settings=GRPOSettings(), num_generations=2,
+                              _log_metric=lambda name, value: logged.__setitem__(name, value))
+    rows = [{"answer": a, "answer_type": t, "path": "lor", "centers": None}
+            for a, t in (("B", "choice"), ("B", "choice"), ("A", "choice"), ("1.50", "number"))]
+    completions = ["<think>x</think>\n<answer>A</answer>"] * 3 + ["<think>x</think>\n<answer>A</answer>"]
+    DynamicSamplingGRPOTrainer._score_local(trainer, rows, completions)
+    assert logged["answers/top_letter_share"] == 1.0  # the numeric row is not a letter answer
+    assert logged["answers/top_letter_truth_share"] == pytest.approx(1 / 3)
 
 
 def test_alarms_stay_quiet_on_a_healthy_run():
     alarms = AlarmCallback(window=3)
     for step, acc in enumerate((0.2, 0.3, 0.4, 0.5, 0.6)):
         logs = _logs(
-            **{"rewards/format/all": 0.98, "rewards/accuracy/all": acc, "completions/mean_length": 50 - step}
+            **{"rewards/format/all": 0.98, "rewards/accuracy/all": acc, "completions/mean_length": 50 - step,
+               "answers/top_letter_share": 0.6, "answers/top_letter_truth_share": 0.55}
         )
         assert alarms.check(logs, step) == []
     summary = {"train_runtime": 3.0, "train_loss": 0.1}  # the end-of-run summary is no metric log

@@ -3,7 +3,8 @@ Taught in `notebooks/03_grpo.ipynb` (the alarms table after training); wired up 
 
 Plain TRL logs these metrics but judges none of them. `AlarmCallback` watches the logs for the
 usual RL failure modes: the format reward saturating while accuracy stays flat, completion length
-collapsing or exploding, and most groups having zero reward variance. Each alarm is logged as a
+collapsing or exploding, most groups having zero reward variance, and the choice answers piling
+onto one letter. Each alarm is logged as a
 warning, appended to `{output_dir}/alarms.jsonl` and kept in `AlarmCallback.alarms`; thresholds
 are the `alarm_*` fields of `grpo.GRPOSettings`.
 """
@@ -36,7 +37,10 @@ class AlarmCallback(TrainerCallback):
       `accuracy_flat` over the last `window` logs (the policy games the format);
     - `length_collapse`: mean completion length < `length_collapse` x its first logged value;
     - `length_explode`: more than `length_explode` of the completions hit max_completion_length;
-    - `zero_variance`: more than `zero_std` of the groups have zero reward variance (no signal).
+    - `zero_variance`: more than `zero_std` of the groups have zero reward variance (no signal);
+    - `answer_collapse`: more than `answer_collapse` of the choice answers are one letter, at least
+      `answer_gap` more than that letter's share among the truths (the policy learned the common
+      letter, not the question: measured on the default profile, issue #4).
 
     `check(logs, step)` takes one log dict and returns the alarms it raised (testable without a trainer).
     """
@@ -46,6 +50,8 @@ class AlarmCallback(TrainerCallback):
     LENGTH_KEY = "completions/mean_length"
     CLIPPED_KEY = "completions/clipped_ratio"
     ZERO_STD_KEY = "frac_reward_zero_std"
+    TOP_LETTER_KEY = "answers/top_letter_share"
+    TOP_LETTER_TRUTH_KEY = "answers/top_letter_truth_share"
 
     def __init__(
         self,
@@ -55,10 +61,13 @@ class AlarmCallback(TrainerCallback):
         length_collapse: float = 0.3,
         length_explode: float = 0.8,
         zero_std: float = 0.8,
+        answer_collapse: float = 0.8,
+        answer_gap: float = 0.2,
         output_dir: str | os.PathLike | None = None,
     ):
         self.window, self.format_saturated, self.accuracy_flat = window, format_saturated, accuracy_flat
         self.length_collapse, self.length_explode, self.zero_std = length_collapse, length_explode, zero_std
+        self.answer_collapse, self.answer_gap = answer_collapse, answer_gap
         self.output_dir = output_dir
         self.history: list[dict[str, float]] = []
         self.alarms: list[dict[str, Any]] = []
@@ -73,6 +82,8 @@ class AlarmCallback(TrainerCallback):
             length_collapse=settings.alarm_length_collapse,
             length_explode=settings.alarm_length_explode,
             zero_std=settings.alarm_zero_std,
+            answer_collapse=settings.alarm_answer_collapse,
+            answer_gap=settings.alarm_answer_gap,
             output_dir=output_dir,
         )
 
@@ -140,6 +151,16 @@ class AlarmCallback(TrainerCallback):
                 f"{zero:.0%} of prompt groups have zero reward variance: no learning signal "
                 "(prompts too easy or too hard for the policy)",
                 frac_reward_zero_std=zero,
+            )
+        top = self._first(logs, (self.TOP_LETTER_KEY,))
+        truth = self._first(logs, (self.TOP_LETTER_TRUTH_KEY,))
+        if top is not None and truth is not None and top > self.answer_collapse and top - truth >= self.answer_gap:
+            fire(
+                "answer_collapse",
+                f"{top:.0%} of the choice answers are the same letter, which is right for only {truth:.0%} of "
+                "those questions: the policy may be learning the common letter, not the question",
+                top_letter_share=top,
+                top_letter_truth_share=truth,
             )
         for alarm in raised:
             logger.warning("GRPO alarm at step %s [%s]: %s", step, alarm["kind"], alarm["message"])

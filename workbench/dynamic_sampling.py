@@ -10,8 +10,9 @@ How this departs from plain TRL:
 2. The kept rows of several generation batches are merged into one output of the size TRL
    expects (`merge_rows`: prompts re-padded on the left, completions on the right, images kept).
 3. The unweighted reward components are logged as `rewards/<name>/all`, the kept share, refills
-   and fallbacks as `dynamic_sampling/*`, and a few completions per logging step are appended
-   to `{output_dir}/samples.jsonl` (read them with `io.read_jsonl`).
+   and fallbacks as `dynamic_sampling/*`, how much the choice answers pile onto one letter as
+   `answers/*` (`letter_skew`), and a few completions per logging step are appended to
+   `{output_dir}/samples.jsonl` (read them with `io.read_jsonl`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ def group_kept(mean: float, low: float = 0.2, high: float = 0.99) -> bool:
     [False, False, True, False, False, False]
     """
     return low < mean < high  # nan compares False: an unscorable group is dropped
+
+
+def letter_skew(predicted: Sequence[str | None], truths: Sequence[str]) -> tuple[float, float] | None:
+    """(share of the most common predicted letter, share of that letter among the truths) over the
+    choice rows whose completion has an answer; None without any. A policy that learned the
+    common answer letter instead of the question shows a top share far above its truth share.
+
+    >>> letter_skew(["A", "A", "A", None, "B"], ["A", "B", "B", "A", "B"])
+    (0.75, 0.25)
+    """
+    pairs = [(p, t) for p, t in zip(predicted, truths) if p is not None]
+    if not pairs:
+        return None
+    counts: dict[str, int] = {}
+    for p, _ in pairs:
+        counts[p] = counts.get(p, 0) + 1
+    top = max(sorted(counts), key=counts.__getitem__)
+    return counts[top] / len(pairs), sum(t == top for _, t in pairs) / len(pairs)
 
 
 def choose_groups(
@@ -170,6 +189,13 @@ def merge_rows(
     return unsplit_pixel_values_by_grid(out)
 
 
+def _answer_letter(completion: Any) -> str | None:
+    """The normalized `<answer>` of a completion, None when it has none (or is not text)."""
+    text = rewards_mod.completion_text(completion)
+    answer = None if text is None else rewards_mod.parse_answer(text)
+    return None if not answer else rewards_mod.normalize_choice(answer)
+
+
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
     """TRL's GRPOTrainer with SR-ReaL's dynamic sampling and a samples log.
 
@@ -213,6 +239,14 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             values = [s[name] for s in scores if name in s]
             if values:
                 self._log_metric(f"rewards/{name}/all", sum(values) / len(values))
+        choice = [(row, c) for row, c in zip(inputs, completions) if row.get("answer_type") == "choice"]
+        skew = letter_skew(
+            [_answer_letter(c) for _, c in choice],
+            [rewards_mod.normalize_choice(str(row["answer"])) for row, _ in choice],
+        )
+        if skew is not None:
+            self._log_metric("answers/top_letter_share", skew[0])
+            self._log_metric("answers/top_letter_truth_share", skew[1])
         n, g = self.ds_settings.num_sample_completions, self.num_generations
         order = list(range(0, len(inputs), g)) + [i for i in range(len(inputs)) if i % g]
         self._samples = [

@@ -158,6 +158,10 @@ class GRPOSettings:
     """Alarm when more than this fraction of completions hits max_completion_length."""
     alarm_zero_std: float = 0.8
     """Alarm when more than this fraction of groups has zero reward variance."""
+    alarm_answer_collapse: float = 0.8
+    """Alarm when more than this fraction of the choice answers is one letter ..."""
+    alarm_answer_gap: float = 0.2
+    """... and that exceeds the letter's share among the truths by at least this much."""
     seed: int = 0
     """Seed of sampling, shuffling and (for LoRA) adapter initialisation."""
 
