@@ -203,8 +203,10 @@ def test_alarms_fire_on_crafted_log_sequences(tmp_path):
     assert kinds(alarms.check(_logs(**{"completions/mean_length": 10.0}))) == ["length_collapse"]
     assert "length_explode" in kinds(alarms.check(_logs(**{"completions/clipped_ratio": 0.9})))
     assert "zero_variance" in kinds(alarms.check(_logs(frac_reward_zero_std=0.95)))
-    # most answers are one letter that the truths do not favour (the g3 run: 97% A, truth 52% A)
+    # most answers are one letter that the truths do not favour (the g3 run: 97% A, truth 52% A),
+    # judged over a full window
     skewed = {"answers/top_letter_share": 0.97, "answers/top_letter_truth_share": 0.52}
+    assert kinds(alarms.check(_logs(**skewed))) == kinds(alarms.check(_logs(**skewed))) == []
     assert kinds(alarms.check(_logs(**skewed))) == ["answer_collapse"]
     written = read_jsonl(tmp_path / "alarms.jsonl")
     assert [a["kind"] for a in written] == [a["kind"] for a in alarms.alarms]
@@ -220,7 +222,18 @@ def test_alarms_fire_on_crafted_log_sequences(tmp_path):
 def test_answer_collapse_needs_a_skew_the_truths_do_not_have(top, truth, fires):
     alarms = AlarmCallback(window=3, answer_collapse=0.8, answer_gap=0.2)
     logs = _logs(**{"answers/top_letter_share": top, "answers/top_letter_truth_share": truth})
-    assert [a["kind"] for a in alarms.check(logs)] == (["answer_collapse"] if fires else [])
+    raised = [a["kind"] for n in range(3) for a in alarms.check(logs)]
+    assert raised == (["answer_collapse"] if fires else [])
+
+
+def test_answer_collapse_ignores_one_noisy_step():
+    """One step of the default profile has two or three choice questions: 100% one letter that
+    is wrong happens by chance and must not raise the alarm on its own."""
+    alarms = AlarmCallback(window=3)
+    steps = [(1.0, 0.0), (0.6, 0.5), (0.5, 0.5), (0.8, 0.8), (1.0, 0.0)]
+    for top, truth in steps:
+        logs = _logs(**{"answers/top_letter_share": top, "answers/top_letter_truth_share": truth})
+        assert alarms.check(logs) == []
 
 
 def test_letter_skew_counts_the_answers_of_choice_completions():

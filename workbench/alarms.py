@@ -38,9 +38,9 @@ class AlarmCallback(TrainerCallback):
     - `length_collapse`: mean completion length < `length_collapse` x its first logged value;
     - `length_explode`: more than `length_explode` of the completions hit max_completion_length;
     - `zero_variance`: more than `zero_std` of the groups have zero reward variance (no signal);
-    - `answer_collapse`: more than `answer_collapse` of the choice answers are one letter, at least
-      `answer_gap` more than that letter's share among the truths (the policy learned the common
-      letter, not the question: measured on the default profile, issue #4).
+    - `answer_collapse`: averaged over the last `window` logs, more than `answer_collapse` of the
+      choice answers are one letter, at least `answer_gap` more than that letter's share among the
+      truths (the policy learned the common letter, not the question: issue #4).
 
     `check(logs, step)` takes one log dict and returns the alarms it raised (testable without a trainer).
     """
@@ -152,16 +152,23 @@ class AlarmCallback(TrainerCallback):
                 "(prompts too easy or too hard for the policy)",
                 frac_reward_zero_std=zero,
             )
-        top = self._first(logs, (self.TOP_LETTER_KEY,))
-        truth = self._first(logs, (self.TOP_LETTER_TRUTH_KEY,))
-        if top is not None and truth is not None and top > self.answer_collapse and top - truth >= self.answer_gap:
-            fire(
-                "answer_collapse",
-                f"{top:.0%} of the choice answers are the same letter, which is right for only {truth:.0%} of "
-                "those questions: the policy may be learning the common letter, not the question",
-                top_letter_share=top,
-                top_letter_truth_share=truth,
-            )
+        # A step sees a few choice questions, five completions each: judge the mean over the window.
+        shares = [
+            (self._first(h, (self.TOP_LETTER_KEY,)), self._first(h, (self.TOP_LETTER_TRUTH_KEY,))) for h in recent
+        ]
+        shares = [(a, b) for a, b in shares if a is not None and b is not None]
+        if len(shares) >= self.window and self._first(logs, (self.TOP_LETTER_KEY,)) is not None:
+            top = sum(a for a, _ in shares) / len(shares)
+            truth = sum(b for _, b in shares) / len(shares)
+            if top > self.answer_collapse and top - truth >= self.answer_gap:
+                fire(
+                    "answer_collapse",
+                    f"over the last {len(shares)} logs, {top:.0%} of the choice answers were the step's most "
+                    f"common letter, which was right for only {truth:.0%} of those questions: the policy may "
+                    "be learning the common letter, not the question",
+                    top_letter_share=top,
+                    top_letter_truth_share=truth,
+                )
         for alarm in raised:
             logger.warning("GRPO alarm at step %s [%s]: %s", step, alarm["kind"], alarm["message"])
             if self.output_dir is not None:
