@@ -208,6 +208,16 @@ def test_group_metrics_hand_table():
     assert m["implied_answer_agreement"] == pytest.approx(0.5)
     # Labels named: both, both, blue only, none (the LOR-style row names no box).
     assert m["label_recall"] == pytest.approx((1 + 1 + 0.5 + 0) / 4)
+    assert m["top_letter_share"] == 1.0  # the one choice row answered A
+
+
+def test_top_letter_share_shows_a_model_answering_one_letter():
+    rows = [prediction(f"<think>x</think><answer>{a}</answer>", answer=t, category="left_right", path="lor",
+                       choices=("left", "right")) for a, t in (("A", "A"), ("A", "B"), ("(a)", "B"), ("B", "B"))]
+    m = group_metrics(score_predictions(rows))
+    assert m["top_letter_share"] == 0.75 and m["choice_accuracy"] == 0.5
+    assert group_metrics(score_predictions(rows[:0] + [prediction(dtr_text({"red box": (0, 0, 1)}, "1.00"))]))[
+        "top_letter_share"] is None  # numeric rows only
 
 
 def test_label_recall_counts_the_question_labels_a_completion_names():

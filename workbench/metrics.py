@@ -39,6 +39,10 @@ a metric has no rows to average over):
   (`red box`, ...) that the completion names anywhere. It measures whether the model reads the
   prompt at all, and moves before accuracy can: a model that writes the same labels whatever
   the question says scores near the chance of guessing them.
+- `top_letter_share`: over choice rows whose answer is a letter, the share of the most common
+  letter. Set it beside the truths' own (the `language_prior` baseline answers the most common
+  truth letter): a model that answers one letter whatever the question asks scores near 1
+  (the default GRPO run from a model at chance: 0.93-1.00 on greedy answers, issue #4).
 - `correct` (per prediction, used by the widgets): choice = same letter; number = success_25.
 
 Taught in `notebooks/04_evaluate.ipynb` (the table, re-scoring, the diagnostic) and
@@ -72,6 +76,7 @@ METRIC_COLUMNS = (
     "format_rate",
     "implied_answer_agreement",
     "label_recall",
+    "top_letter_share",
 )
 KEY_COLUMNS = ("model", "path", "split", "category")
 MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * k, 2) for k in range(10))
@@ -304,7 +309,21 @@ def group_metrics(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "format_rate": _mean([float(p["format"]) for p in scored]),
         "implied_answer_agreement": _mean([float(p["implied_agrees"]) for p in implied]),
         "label_recall": _mean([p["label_recall"] for p in scored if p.get("label_recall") is not None]),
+        "top_letter_share": top_letter_share([p.get("pred_answer") for p in choice]),
     }
+
+
+def top_letter_share(answers: Iterable[str | None]) -> float | None:
+    """Share of the most common letter among the answers that are option letters; None without any.
+
+    >>> top_letter_share(["A", "(a)", "B", None, "2.5"])
+    0.6666666666666666
+    """
+    letters = [rewards.normalize_choice(a) for a in answers if a is not None]
+    letters = [a for a in letters if a in rewards.CHOICE_LETTERS]
+    if not letters:
+        return None
+    return max(letters.count(a) for a in set(letters)) / len(letters)
 
 
 def _rank(value: Any, order: Sequence[str]) -> tuple[int, str]:
@@ -544,6 +563,7 @@ def format_table(metrics: Sequence[Mapping[str, Any]], category: str | None = "a
         "detect_reward": "detect",
         "format_rate": "format",
         "label_recall": "labels",
+        "top_letter_share": "top_letter",
     }
     cells = [[short.get(h, h) for h in head]]
     for r in rows:
