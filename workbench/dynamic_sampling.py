@@ -190,10 +190,10 @@ def merge_rows(
 
 
 def _answer_letter(completion: Any) -> str | None:
-    """The normalized `<answer>` of a completion, None when it has none (or is not text)."""
+    """The option letter a completion answers, None when its `<answer>` names none (as in
+    `metrics.top_letter_share`)."""
     text = rewards_mod.completion_text(completion)
-    answer = None if text is None else rewards_mod.parse_answer(text)
-    return None if not answer else rewards_mod.normalize_choice(answer)
+    return None if text is None else rewards_mod.choice_letter(rewards_mod.parse_answer(text))
 
 
 class DynamicSamplingGRPOTrainer(GRPOTrainer):

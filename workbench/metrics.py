@@ -319,8 +319,7 @@ def top_letter_share(answers: Iterable[str | None]) -> float | None:
     >>> top_letter_share(["A", "(a)", "B", None, "2.5"])
     0.6666666666666666
     """
-    letters = [rewards.normalize_choice(a) for a in answers if a is not None]
-    letters = [a for a in letters if a in rewards.CHOICE_LETTERS]
+    letters = [letter for letter in map(rewards.choice_letter, answers) if letter is not None]
     if not letters:
         return None
     return max(letters.count(a) for a in set(letters)) / len(letters)

@@ -47,6 +47,7 @@ from transformers import (
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLPreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 
+from workbench.prompts import SYSTEM_STYLES
 from workbench.schema import REGION_TOKEN
 from workbench.settings import from_preset
 
@@ -201,8 +202,8 @@ class ModelSettings:
             raise ValueError(
                 f"num_heads {self.num_heads} must be a multiple of num_kv_heads {self.num_kv_heads}"
             )
-        if self.system_prompts not in ("full", "short"):
-            raise ValueError(f"system_prompts {self.system_prompts!r} is not 'full' or 'short'")
+        if self.system_prompts not in SYSTEM_STYLES:
+            raise ValueError(f"system_prompts {self.system_prompts!r} is not one of {SYSTEM_STYLES}")
         if self.image_size % (self.patch_size * self.merge_size):
             raise ValueError(
                 f"image_size {self.image_size} must be a multiple of patch_size * merge_size "

@@ -319,6 +319,18 @@ def normalize_choice(text: str) -> str:
     return text.upper()
 
 
+def choice_letter(answer: str | None) -> str | None:
+    """The option letter an answer names after `normalize_choice`, None if it names none.
+
+    >>> [choice_letter(s) for s in ("(b)", " C ", "2.5", "", None)]
+    ['B', 'C', None, None, None]
+    """
+    if answer is None:
+        return None
+    letter = normalize_choice(answer)
+    return letter if letter in CHOICE_LETTERS else None
+
+
 def _ground_truth(answer: Any, answer_type: str | None) -> tuple[str, Any]:
     """(kind, normalized ground truth); kind is choice, number or text."""
     if answer is None:
