@@ -26,6 +26,7 @@ from workbench.metrics import (
     rescore,
     score_prediction,
     score_predictions,
+    stated_option_of,
     success_25,
 )
 
@@ -218,6 +219,47 @@ def test_top_letter_share_shows_a_model_answering_one_letter():
     assert m["top_letter_share"] == 0.75 and m["choice_accuracy"] == 0.5
     assert group_metrics(score_predictions(rows[:0] + [prediction(dtr_text({"red box": (0, 0, 1)}, "1.00"))]))[
         "top_letter_share"] is None  # numeric rows only
+
+
+def choice_prediction(think: str, letter: str, truth: str, choices=("left", "right")) -> dict:
+    return prediction(f"<think>{think}</think><answer>{letter}</answer>", answer=truth, category="left_right",
+                      path="lor", choices=choices)
+
+
+def test_option_metrics_tell_reasoning_from_letter_lookup():
+    # Right side reasoned every time; the letter is looked up only in the first two rows.
+    rows = [
+        choice_prediction("so the answer is right (B).", "B", "B"),
+        choice_prediction("so the answer is left (B).", "B", "A", choices=("right", "left")),
+        choice_prediction("so the answer is right (A).", "A", "B"),  # right text, wrong letter
+        choice_prediction("so the answer is left (B).", "B", "B", choices=("right", "left")),  # wrong both
+        choice_prediction("it is on the right", "B", "B"),  # states no option: not counted
+    ]
+    m = group_metrics(score_predictions(rows))
+    assert m["choice_accuracy"] == pytest.approx(3 / 5)
+    assert m["option_accuracy"] == pytest.approx(3 / 4)  # rows 1-3 name the true side
+    assert m["letter_agreement"] == pytest.approx(3 / 4)  # rows 1, 2 and 4 write their option's letter
+    lookup_fails = [choice_prediction(f"so the answer is right ({x}).", x, "B") for x in "AAAB"]
+    m = group_metrics(score_predictions(lookup_fails))
+    assert (m["option_accuracy"], m["letter_agreement"], m["choice_accuracy"]) == (1.0, 0.25, 0.25)
+    numbers = group_metrics(score_predictions([prediction(dtr_text({"red box": (0, 0, 1)}, "1.00"))]))
+    assert numbers["option_accuracy"] is None and numbers["letter_agreement"] is None
+
+
+@pytest.mark.parametrize(
+    "text, choices, expected",
+    [
+        ("so the answer is right (B).", ["left", "right"], ("right", "B")),
+        ("left (A)? no: right (b)", ["left", "right"], ("right", "B")),  # the last one stated
+        ("it is smaller (A)", ["larger", "smaller"], ("smaller", "A")),  # whole words only
+        ("The closest is red box (C).", ["green point", "blue box", "red box"], ("red box", "C")),
+        ("in front (A)", ["front", "in front"], ("in front", "A")),  # the longer option at a tie
+        ("right(B) or right B", ["left", "right"], None),
+        ("", ["left", "right"], None),
+    ],
+)
+def test_stated_option_of(text, choices, expected):
+    assert stated_option_of(text, choices) == expected
 
 
 def test_label_recall_counts_the_question_labels_a_completion_names():

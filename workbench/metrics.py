@@ -43,6 +43,15 @@ a metric has no rows to average over):
   letter. Set it beside the truths' own (the `language_prior` baseline answers the most common
   truth letter): a model that answers one letter whatever the question asks scores near 1
   (the default GRPO run from a model at chance: 0.93-1.00 on greedy answers, issue #4).
+- stated option: the last `TEXT (L)` in a choice completion whose TEXT is one of the row's
+  options (the trace form `so the answer is right (B)`); `stated_option`.
+- `option_accuracy`: over choice rows that state an option, the share whose TEXT is the true
+  option's text, whatever letter follows it: did the reasoning reach the right option?
+- `letter_agreement`: over the same rows, the share whose L is TEXT's own letter in the
+  options: was the option then looked up? A model that reasons well and looks up badly scores
+  high on the first and near chance on the second, and its `choice_accuracy` stays at chance
+  (the default built-in SFT model, issue #3: the traces of a left/right probe named the right
+  side in 99% of rows and the matching letter in 46%).
 - `correct` (per prediction, used by the widgets): choice = same letter; number = success_25.
 
 Taught in `notebooks/04_evaluate.ipynb` (the table, re-scoring, the diagnostic) and
@@ -54,6 +63,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -77,6 +87,8 @@ METRIC_COLUMNS = (
     "implied_answer_agreement",
     "label_recall",
     "top_letter_share",
+    "option_accuracy",
+    "letter_agreement",
 )
 KEY_COLUMNS = ("model", "path", "split", "category")
 MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * k, 2) for k in range(10))
@@ -87,6 +99,8 @@ AGREEMENT_ABS = 0.05
 """Default implied-answer agreement of numbers: |stated - implied| within this many meters ..."""
 AGREEMENT_REL = 0.05
 """... or within this share of the implied value (the larger tolerance applies)."""
+LETTERS = "ABCDEFGH"
+"""Option letters in order (`choices[i]` is option `LETTERS[i]`)."""
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 
@@ -256,6 +270,10 @@ def score_prediction(pred: Mapping[str, Any], settings: EvalSettings | None = No
     out["center_error_m"] = _mean(list(errors.values()))
 
     out["label_recall"] = label_recall(text, pred.get("regions") or [])
+    stated_option = (
+        None if answer_type == "number" else stated_option_of(text, pred.get("choices") or [])
+    )
+    out["stated_option"] = None if stated_option is None else list(stated_option)
 
     implied = None
     if path == "dtr" and pred["category"] in questions.REGION_CATEGORIES and matched:
@@ -310,7 +328,45 @@ def group_metrics(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "implied_answer_agreement": _mean([float(p["implied_agrees"]) for p in implied]),
         "label_recall": _mean([p["label_recall"] for p in scored if p.get("label_recall") is not None]),
         "top_letter_share": top_letter_share([p.get("pred_answer") for p in choice]),
+        **option_metrics(choice),
     }
+
+
+def stated_option_of(text: str, choices: Sequence[str]) -> tuple[str, str] | None:
+    """(option text, letter) of the last `TEXT (L)` in `text` whose TEXT is one of `choices`
+    (a whole word or phrase: `smaller (A)` does not state `larger`); None without one.
+
+    >>> stated_option_of("47 > 29, so the answer is right (B).", ["left", "right"])
+    ('right', 'B')
+    >>> stated_option_of("it is smaller (a)", ["larger", "smaller"])
+    ('smaller', 'A')
+    >>> stated_option_of("no option here (B)", ["left", "right"]) is None
+    True
+    """
+    best: tuple[int, int, str, str] | None = None
+    for option in choices:
+        if not option:
+            continue
+        pattern = r"(?<![\w])" + re.escape(option) + r" \(([A-Ha-h])\)"
+        for m in re.finditer(pattern, text):
+            key = (m.end(), len(option), option, m.group(1).upper())
+            if best is None or key[:2] > best[:2]:
+                best = key
+    return None if best is None else (best[2], best[3])
+
+
+def option_metrics(choice: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """`option_accuracy` and `letter_agreement` of scored choice predictions (module docstring)."""
+    stated = [p for p in choice if p.get("stated_option") and p.get("choices")]
+    right_text, own_letter = [], []
+    for p in stated:
+        text, letter = p["stated_option"]
+        options = list(p["choices"])
+        truth = rewards.choice_letter(str(p["answer"]))
+        truth_text = options[LETTERS.index(truth)] if truth and LETTERS.index(truth) < len(options) else None
+        right_text.append(float(text == truth_text))
+        own_letter.append(float(LETTERS[options.index(text)] == letter))
+    return {"option_accuracy": _mean(right_text), "letter_agreement": _mean(own_letter)}
 
 
 def top_letter_share(answers: Iterable[str | None]) -> float | None:
@@ -563,6 +619,8 @@ def format_table(metrics: Sequence[Mapping[str, Any]], category: str | None = "a
         "format_rate": "format",
         "label_recall": "labels",
         "top_letter_share": "top_letter",
+        "option_accuracy": "option_acc",
+        "letter_agreement": "letter_agr",
     }
     cells = [[short.get(h, h) for h in head]]
     for r in rows:
