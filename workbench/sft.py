@@ -23,8 +23,10 @@ before RL. How it departs from a plain `SFTTrainer(model, train_dataset=...)` ca
    `model.py` wraps the reply and its `<|im_end|>` in `{% generation %}`, so the model learns
    to stop. `make_collator` builds the collator the trainer uses; `collate` shows its labels.
 4. The built-in model is created here (`model.build_tiny`, tokenizer trained on
-   `prompts.corpus` of the train split); a pretrained VLM is loaded with LoRA (`model.load`)
-   and merged before the final save, so `model.load(out_dir)` reads every result.
+   `prompts.corpus` of the train split) and first gets the text-only copy warm-up
+   (`workbench.copying`, `copy_warmup_steps`): without it, a fresh model does not learn to copy
+   an option's letter within the SFT budget. A pretrained VLM is loaded with LoRA
+   (`model.load`) and merged before the final save, so `model.load(out_dir)` reads every result.
 5. Checkpoints `checkpoint-*` every `save_steps`; `resume=True` continues from the last one
    after a kill (weights, optimizer, scheduler, RNG, data order). The final folder also holds
    `trainer_state.json` (`log_history`, read by the run report) and `sft_summary.json`
@@ -46,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench import io, schema
+from workbench import copying, io, schema
 from workbench.settings import from_preset, trainer_bf16, trainer_report_to
 
 PROFILES = ("smoke", "default", "gpu")
@@ -60,6 +62,9 @@ BLENDS: dict[str, dict[str, tuple[str, ...]]] = {
     "dtr_only": {"paths": ("dtr",), "tasks": ("region_qa", "general_qa")},
 }
 """Cold-start mixtures: `paths` each QA row is trained on (one example per path), `tasks` kept."""
+
+COPY_WARMUP_STEPS = 2500
+"""Copy warm-up of the default and gpu profiles: about 9 minutes on 2 CPU cores (issue #3)."""
 
 REQUIRED_COLUMNS = ("id", "task", "image", "regions", "question", "category", "answer_type", "answer",
                     "choices", "path", "centers", "lor_target", "dtr_target")
@@ -135,6 +140,11 @@ class SFTSettings:
     """Token budget of one quick-evaluation completion."""
     eval_batch_size: int = 16
     """Rows per `generate` call in the quick evaluation."""
+    copy_warmup_steps: int = 0
+    """Steps of the text-only copy warm-up (`workbench.copying`) a fresh built-in model gets before
+    SFT; 0 = none. Skipped for pretrained VLMs, already warmed models and resumed runs."""
+    copy_warmup_batch_size: int = 32
+    """Sequences per copy warm-up step (short and text-only: about a fifth of an image example)."""
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> SFTSettings:
@@ -152,6 +162,8 @@ class SFTSettings:
                 eval_samples=4,
                 eval_max_new_tokens=48,
                 eval_batch_size=8,
+                copy_warmup_steps=4,
+                copy_warmup_batch_size=8,
             ),
             # the real small run on 2 CPU cores: 2,400 steps of 8 (19,200 examples, about one pass
             # over the default data's 19,950) take ~22 minutes (measured: issue #3). lr 1e-3, not
@@ -164,6 +176,7 @@ class SFTSettings:
                 logging_steps=25,
                 save_steps=600,
                 eval_samples=96,
+                copy_warmup_steps=COPY_WARMUP_STEPS,
             ),
             # one GPU: more data and steps, or a pretrained VLM with LoRA
             "gpu": dict(
@@ -176,6 +189,7 @@ class SFTSettings:
                 eval_max_new_tokens=256,
                 eval_batch_size=64,
                 dataloader_num_workers=4,
+                copy_warmup_steps=COPY_WARMUP_STEPS,
             ),
         }
         return from_preset(cls, presets, name, overrides)
@@ -192,6 +206,9 @@ class SFTSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"max_steps must be a positive number of steps or -1, got {self.max_steps!r}")
+        if self.copy_warmup_steps < 0 or self.copy_warmup_batch_size < 1:
+            raise ValueError("copy_warmup_steps must be >= 0 and copy_warmup_batch_size >= 1, got "
+                             f"{self.copy_warmup_steps!r} and {self.copy_warmup_batch_size!r}")
         if self.max_train_examples < 0 or self.eval_samples < 0:
             raise ValueError("max_train_examples and eval_samples must be >= 0")
         if self.max_length is not None and self.max_length < 64:
@@ -632,6 +649,12 @@ def train_sft(
         model, processor = initial
     else:
         model, processor = build_model(dd["train"], settings, model_name_or_path)
+    warmup = None
+    if checkpoint is None and needs_copy_warmup(model, settings):
+        warmup = copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
+                                 batch_size=settings.copy_warmup_batch_size, learning_rate=settings.learning_rate,
+                                 seed=settings.seed, system_style=M.prompt_options(model)["system"],
+                                 log=None if settings.disable_tqdm else _print_copy_log)
     train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
                               group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
                               **M.prompt_options(model))
@@ -673,10 +696,22 @@ def train_sft(
         data=str(Path(data_dir).resolve()),
         examples=dict(Counter(f"{t}/{p}" for t, p in zip(raw["task"], raw["path"]))),
         num_parameters=sum(p.numel() for p in final.parameters()),
+        copy_warmup=warmup,
         threads=torch.get_num_threads(),
     )
     io.write_json(out / SUMMARY, summary)
     return result
+
+
+def needs_copy_warmup(model, settings: SFTSettings) -> bool:
+    """True for a built-in model that has not had its copy warm-up, when `settings` asks for one."""
+    from workbench import model as M
+
+    return bool(settings.copy_warmup_steps) and M.is_region_model(model) and not copying.warmed_steps(model)
+
+
+def _print_copy_log(entry: Mapping[str, Any]) -> None:
+    print(f"copy warm-up step {entry['copy_step']}: loss {entry['copy_loss']:.3f}", flush=True)
 
 
 def _merged(model):

@@ -1,0 +1,104 @@
+"""The copy warm-up: examples whose replies can only come from the prompt, labels on the reply
+only, a warm-up that raises copy accuracy, and `train_sft` running it once per model."""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+
+import pytest
+import torch
+
+from workbench import copying, sft
+from workbench import model as M
+
+
+@pytest.fixture(scope="module")
+def tiny(smoke_data):
+    return sft.build_model(sft.load_splits(smoke_data)["train"], sft.SFTSettings.from_profile("smoke"))
+
+
+def fresh(tiny):
+    """A copy of the fresh model with its own config (the warm-up writes into the config)."""
+    model, processor = tiny
+    return copy.deepcopy(model), processor
+
+
+def test_replies_can_only_be_copied_from_the_prompt(tiny):
+    tokenizer = tiny[1].tokenizer
+    words = copying.copy_words(tokenizer)
+    rng = random.Random(0)
+    examples = [copying.make_example(rng, words, tokenizer) for _ in range(200)]
+    assert {ex.task for ex in examples} == {"repeat", "lookup"}
+    letters = set()
+    for ex in examples:
+        user = ex.prompt.split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+        if ex.task == "repeat":
+            assert ex.reply == user.removeprefix("Repeat:").strip()
+            continue
+        asked = re.fullmatch(r"(.+) \(([A-D])\)", ex.reply)
+        options = dict(re.findall(r"^([A-D])\. (.+)$", user, flags=re.M))
+        assert asked and options[asked.group(2)] == asked.group(1), (user, ex.reply)
+        assert list(options) == list("ABCD"[: len(options)]) and 2 <= len(options) <= 4
+        question = user.split("\n")[0]
+        assert not any(w in question for k, w in options.items() if k != asked.group(2))  # no order cue
+        letters.add(asked.group(2))
+    assert letters == set("ABCD")
+
+
+def test_labels_cover_the_reply_and_its_end_token_only(tiny):
+    tokenizer = tiny[1].tokenizer
+    rng = random.Random(1)
+    words = copying.copy_words(tokenizer)
+    examples = [copying.make_example(rng, words, tokenizer) for _ in range(6)]
+    batch = copying.encode(tokenizer, examples)
+    for i, ex in enumerate(examples):
+        labelled = batch["labels"][i][batch["labels"][i] != -100].tolist()
+        assert tokenizer.decode(labelled) == ex.reply + "<|im_end|>"
+        ids = batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist()
+        assert tokenizer.decode(ids) == ex.prompt + ex.reply + "<|im_end|>"
+        if ex.task == "lookup":  # copy_accuracy's letter position
+            assert tokenizer.decode(labelled[-3]) == ex.reply[-2]
+
+
+def test_warm_up_teaches_copying_and_marks_the_model(tiny):
+    model, processor = fresh(tiny)
+    torch.manual_seed(0)
+    result = copying.warm_up(model, processor.tokenizer, steps=60, batch_size=16, learning_rate=3e-3)
+    before, after = result["accuracy_before"], result["accuracy_after"]
+    assert after["token"] > before["token"] + 0.2, result
+    assert result["final_loss"] < result["first_loss"]
+    assert copying.warmed_steps(model) == 60 and copying.warmed_steps(tiny[0]) == 0
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        copying.warm_up(model, processor.tokenizer, steps=0)
+
+
+def test_a_vocabulary_without_words_is_a_clear_error():
+    class Letters:
+        def get_vocab(self):
+            return {c: i for i, c in enumerate("abc")}
+
+        def convert_tokens_to_string(self, tokens):
+            return "".join(tokens)
+
+    with pytest.raises(ValueError, match="only 0 whole-word tokens"):
+        copying.copy_words(Letters())
+
+
+@pytest.mark.slow
+def test_train_sft_warms_a_fresh_model_once(smoke_data, tmp_path):
+    settings = sft.SFTSettings.from_profile("smoke", max_steps=1, eval_samples=0, report_to="none",
+                                            disable_tqdm=True, per_device_train_batch_size=2)
+    first = sft.train_sft(smoke_data, tmp_path / "a", settings)
+    summary = sft.read_summary(first.out_dir)
+    assert summary["copy_warmup"]["steps"] == settings.copy_warmup_steps > 0
+    loaded, _ = M.load(first.out_dir)
+    assert copying.warmed_steps(loaded) == settings.copy_warmup_steps  # saved in the config
+    again = sft.train_sft(smoke_data, tmp_path / "b", settings, model_name_or_path=first.out_dir)
+    assert sft.read_summary(again.out_dir)["copy_warmup"] is None
+    off = sft.train_sft(smoke_data, tmp_path / "c", sft.SFTSettings.from_profile(
+        "smoke", max_steps=1, eval_samples=0, report_to="none", disable_tqdm=True, copy_warmup_steps=0))
+    assert sft.read_summary(off.out_dir)["copy_warmup"] is None
+    with pytest.raises(ValueError, match="copy_warmup_steps must be >= 0"):
+        sft.SFTSettings(copy_warmup_steps=-1)

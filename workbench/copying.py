@@ -1,0 +1,178 @@
+"""Copy warm-up: a short text-only stage that teaches a fresh built-in model to copy from its
+prompt before cold-start SFT (`sft.train_sft` runs it; `SFTSettings.copy_warmup_steps`).
+
+Why (issue #3). Every SFT target copies from the prompt: the region labels of the question
+("the green point"), and the option letter of the conclusion ("so the answer is right (B)" must
+find "right" among the options and write its letter). A randomly initialised 4-layer model
+learns neither inside the default SFT budget: the letter after the conclusion matched the
+conclusion's own option about half the time (`letter_agreement` in `workbench.metrics`), so
+choice accuracy stayed at chance even where the reasoning was right. Copying is a skill of the
+language model alone, so it can be taught on short text-only sequences that cost a fraction of
+an image example, with every target token a copy:
+
+- repeat: "Repeat: w1 w2 ... wk" -> "w1 w2 ... wk" (3-8 words);
+- look up: "Which option is w?" with 2-4 options "A. w1" .. "D. w4" -> "w (L)", L the letter
+  of w's line: the letter must be read off the options (the question names only w).
+
+Words are whole-word tokens of the model's own tokenizer, drawn at random, so no shortcut of
+the SFT data (fixed option pairs, the question's word order) can stand in for the copy.
+The stage is a plain PyTorch loop (no images, no TRL), seeded, and records itself in the model
+config (`workbench_copy_warmup_steps`), so a model is warmed once: `train_sft` skips it for a
+warmed or pretrained model and when resuming from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from workbench import prompts
+
+LETTERS = "ABCD"
+CONFIG_KEY = "workbench_copy_warmup_steps"
+"""Config attribute recording the warm-up steps a model has had (absent = none)."""
+
+
+@dataclass(frozen=True)
+class CopyExample:
+    """One warm-up sequence: the chat prompt (system + user, ready for the reply) and the reply."""
+
+    task: str
+    prompt: str
+    reply: str
+
+
+def copy_words(tokenizer, min_chars: int = 3) -> list[str]:
+    """Whole-word tokens of `tokenizer` (" left", " table", ...): a leading space, then letters only.
+
+    Raises ValueError when the vocabulary has fewer than 8 of them (too few to draw options from).
+    """
+    words = []
+    for token in tokenizer.get_vocab():
+        text = tokenizer.convert_tokens_to_string([token])
+        if text.startswith(" ") and text[1:].isalpha() and len(text) > min_chars:
+            words.append(text)
+    if len(words) < 8:
+        raise ValueError(f"the tokenizer has only {len(words)} whole-word tokens; the copy warm-up needs >= 8")
+    return sorted(words)
+
+
+def make_example(rng: random.Random, words: list[str], tokenizer, system_style: str = "short") -> CopyExample:
+    """A seeded repeat or look-up example (equal odds) rendered with the model's chat template."""
+    if rng.random() < 0.5:
+        picked = rng.sample(words, rng.randint(3, 8))
+        task, question, reply = "repeat", "Repeat:" + "".join(picked), "".join(picked).strip()
+    else:
+        picked = rng.sample(words, rng.randint(2, len(LETTERS)))
+        k = rng.randrange(len(picked))
+        options = "\n".join(f"{LETTERS[i]}.{w}" for i, w in enumerate(picked))
+        task, question, reply = "lookup", f"Which option is{picked[k]}?\n{options}", f"{picked[k].strip()} ({LETTERS[k]})"
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": prompts.system_prompt("plain", system_style)}]},
+        {"role": "user", "content": [{"type": "text", "text": question}]},
+    ]
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return CopyExample(task, prompt, reply)
+
+
+def encode(tokenizer, examples: list[CopyExample]) -> dict[str, torch.Tensor]:
+    """Right-padded `input_ids`, `attention_mask` and `labels` (-100 except on the reply and its
+    end-of-turn token)."""
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ids, labels = [], []
+    for ex in examples:
+        prompt = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
+        reply = tokenizer(ex.reply, add_special_tokens=False)["input_ids"] + [eos]
+        ids.append(prompt + reply)
+        labels.append([-100] * len(prompt) + reply)
+    width = max(map(len, ids))
+    pad = tokenizer.pad_token_id
+    return {
+        "input_ids": torch.tensor([x + [pad] * (width - len(x)) for x in ids]),
+        "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
+        "labels": torch.tensor([y + [-100] * (width - len(y)) for y in labels]),
+    }
+
+
+@torch.no_grad()
+def copy_accuracy(model, tokenizer, n: int = 256, seed: int = 1234, batch_size: int = 64,
+                  system_style: str = "short") -> dict[str, float]:
+    """Teacher-forced accuracy on `n` held-out warm-up examples: `token` (reply tokens predicted
+    right), `exact` (replies all right) and `letter` (the letter of look-up replies)."""
+    rng = random.Random(seed)
+    words = copy_words(tokenizer)
+    examples = [make_example(rng, words, tokenizer, system_style) for _ in range(n)]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    hits = {"token": [0, 0], "exact": [0, 0], "letter": [0, 0]}
+    for start in range(0, n, batch_size):
+        chunk = examples[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in encode(tokenizer, chunk).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        pred, target = logits[:, :-1].argmax(-1), batch["labels"][:, 1:]
+        mask = target != -100
+        right = (pred == target) & mask
+        hits["token"][0] += int(right.sum())
+        hits["token"][1] += int(mask.sum())
+        hits["exact"][0] += int((right | ~mask).all(1).sum())
+        hits["exact"][1] += len(chunk)
+        for i, ex in enumerate(chunk):
+            if ex.task == "lookup":  # the letter is the third-last reply token: ... "w", " (", "L", ")", eos
+                where = mask[i].nonzero().flatten()
+                letter_at = where[-3]
+                hits["letter"][0] += int(right[i, letter_at])
+                hits["letter"][1] += 1
+    if was_training:
+        model.train()
+    return {k: h[0] / h[1] if h[1] else float("nan") for k, h in hits.items()}
+
+
+def warm_up(model, tokenizer, steps: int, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
+            system_style: str = "short", log_every: int = 100,
+            log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train `model` in place for `steps` AdamW steps of `batch_size` warm-up examples (constant
+    `learning_rate`, no weight decay, no clipping: the recipe measured in issue #3) and record
+    the steps in its config. Returns the copy accuracy before and after, the first
+    and last loss and the wall time; `log` receives a dict every `log_every` steps."""
+    if steps < 1:
+        raise ValueError(f"copy warm-up steps must be >= 1, got {steps}")
+    start = time.perf_counter()
+    rng = random.Random(seed)
+    words = copy_words(tokenizer)
+    device = next(model.parameters()).device
+    before = copy_accuracy(model, tokenizer, system_style=system_style)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    model.train()
+    losses = []
+    for step in range(1, steps + 1):
+        batch = encode(tokenizer, [make_example(rng, words, tokenizer, system_style) for _ in range(batch_size)])
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach().item())
+        if log is not None and (step % log_every == 0 or step == steps):
+            log({"copy_step": step, "copy_loss": sum(losses[-log_every:]) / len(losses[-log_every:])})
+    after = copy_accuracy(model, tokenizer, system_style=system_style)
+    setattr(model.config, CONFIG_KEY, getattr(model.config, CONFIG_KEY, 0) + steps)
+    return {
+        "steps": steps,
+        "batch_size": batch_size,
+        "first_loss": losses[0],
+        "final_loss": sum(losses[-log_every:]) / len(losses[-log_every:]),
+        "accuracy_before": before,
+        "accuracy_after": after,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+    }
+
+
+def warmed_steps(model) -> int:
+    """Copy warm-up steps `model` has had (0 for a fresh or pretrained model)."""
+    return int(getattr(model.config, CONFIG_KEY, 0) or 0)
