@@ -25,11 +25,15 @@ def fresh(tiny):
     return copy.deepcopy(model), processor
 
 
-def test_replies_can_only_be_copied_from_the_prompt(tiny):
+OPTION_LINE = {"letter_first": r"^([A-D])\. (.+)$", "letter_after": r"^- (.+) \(([A-D])\)$"}
+
+
+@pytest.mark.parametrize("style", ["letter_first", "letter_after"])
+def test_replies_can_only_be_copied_from_the_prompt(tiny, style):
     tokenizer = tiny[1].tokenizer
     words = copying.copy_words(tokenizer)
     rng = random.Random(0)
-    examples = [copying.make_example(rng, words, tokenizer) for _ in range(200)]
+    examples = [copying.make_example(rng, words, tokenizer, option_style=style) for _ in range(200)]
     assert {ex.task for ex in examples} == {"repeat", "lookup"}
     letters = set()
     for ex in examples:
@@ -38,7 +42,8 @@ def test_replies_can_only_be_copied_from_the_prompt(tiny):
             assert ex.reply == user.removeprefix("Repeat:").strip()
             continue
         asked = re.fullmatch(r"(.+) \(([A-D])\)", ex.reply)
-        options = dict(re.findall(r"^([A-D])\. (.+)$", user, flags=re.M))
+        lines = re.findall(OPTION_LINE[style], user, flags=re.M)
+        options = dict(lines if style == "letter_first" else [(k, w) for w, k in lines])
         assert asked and options[asked.group(2)] == asked.group(1), (user, ex.reply)
         assert list(options) == list("ABCD"[: len(options)]) and 2 <= len(options) <= 4
         question = user.split("\n")[0]
@@ -47,19 +52,20 @@ def test_replies_can_only_be_copied_from_the_prompt(tiny):
     assert letters == set("ABCD")
 
 
-def test_labels_cover_the_reply_and_its_end_token_only(tiny):
+@pytest.mark.parametrize("style", ["letter_first", "letter_after"])
+def test_labels_cover_the_reply_and_its_end_token_only(tiny, style):
     tokenizer = tiny[1].tokenizer
     rng = random.Random(1)
     words = copying.copy_words(tokenizer)
-    examples = [copying.make_example(rng, words, tokenizer) for _ in range(6)]
+    examples = [copying.make_example(rng, words, tokenizer, option_style=style) for _ in range(6)]
     batch = copying.encode(tokenizer, examples)
     for i, ex in enumerate(examples):
         labelled = batch["labels"][i][batch["labels"][i] != -100].tolist()
         assert tokenizer.decode(labelled) == ex.reply + "<|im_end|>"
         ids = batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist()
         assert tokenizer.decode(ids) == ex.prompt + ex.reply + "<|im_end|>"
-        if ex.task == "lookup":  # copy_accuracy's letter position
-            assert tokenizer.decode(labelled[-3]) == ex.reply[-2]
+        if ex.task == "lookup":  # the letter " (L)" ends the reply (three tokens: " (", "L", ")")
+            assert tokenizer.decode(labelled[-4:-1]) == ex.reply[-4:]
 
 
 def test_warm_up_teaches_copying_and_marks_the_model(tiny):

@@ -259,6 +259,36 @@ def test_generate_prompts_the_model_as_it_was_built(tiny, monkeypatch):
     assert "system\n" + P.SYSTEM_PROMPTS_SHORT["dtr"] + "<|im_end|>" in prompt
 
 
+def test_a_model_is_asked_in_the_option_style_it_was_built_with(tiny):
+    model = copy.deepcopy(tiny[0])
+    del model.config.workbench_option_style  # a built-in model saved before option styles existed
+    assert M.prompt_options(model)["option_style"] == "letter_first"
+    model.config.workbench_option_style = "letter_after"
+    row = make_row()
+    row["choices"] = ["left", "right"]
+    options = M.prompt_options(model)
+    batch = M.model_inputs(tiny[1], [row], "lor", options["region_coords"], system=options["system"],
+                           option_style=options["option_style"])
+    text = tiny[1].tokenizer.decode(batch["input_ids"][0])
+    assert text.endswith("- left (A)\n- right (B)<|im_end|>\n<|im_start|>assistant\n"), text
+
+
+def test_option_letters_are_single_tokens_that_decode_back():
+    """With option_tokens (option_style letter_after) a trace's "right (B)" and the option line
+    "- right (B)" share the tokens " right", " (B)"."""
+    corpus = ["so the answer is right (B).", "- left (A)\n- right (B)", "<answer>B</answer>"] * 20
+    tokenizer = M.train_tokenizer(corpus, vocab_size=300, option_tokens=True)
+    for text in ["so the answer is right (B).</think>", "- left (A)\n- right (B)", "<answer>(C)</answer>"]:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text
+    ids = tokenizer("is right (B)", add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids[-1]) == " (B)"
+    plain = M.train_tokenizer(corpus, vocab_size=300)  # letter_first: the letter is " (", "B", ")"
+    assert len(plain(" (B)", add_special_tokens=False)["input_ids"]) == 3
+    with pytest.raises(ValueError, match="option_style 'after' is not one of"):
+        M.ModelSettings(option_style="after")
+
+
 @pytest.mark.parametrize("size", [(112, 112), (112, 56)])
 @torch.no_grad()
 def test_region_features_are_live_in_generate_and_match_forward(tiny, size):
@@ -327,7 +357,8 @@ def test_save_and_load_give_equal_logits(tiny, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "qwen2_5_vl"
     loaded, loaded_processor = M.load(tmp_path)
     assert type(loaded) is M.RegionQwen2_5_VLForConditionalGeneration and M.uses_region_coords(loaded)
-    assert M.prompt_options(loaded) == M.prompt_options(model) == {"region_coords": True, "system": "short"}
+    assert M.prompt_options(loaded) == M.prompt_options(model) == {
+        "region_coords": True, "system": "short", "option_style": "letter_first"}
     rows = [make_row(0, 2), make_row(1, 1)]
     a = M.model_inputs(processor, rows, "auto", True)
     b = M.model_inputs(loaded_processor, rows, "auto", True)
@@ -393,7 +424,8 @@ def test_load_a_plain_pretrained_vlm_adds_the_region_token(tmp_path, vocab_extra
     n_tokens = _plain_checkpoint(tmp_path, vocab_extra)
     model, processor = M.load(tmp_path)
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration" and not M.uses_region_coords(model)
-    assert M.prompt_options(model) == {"region_coords": False, "system": "full"}  # instructions for a real VLM
+    # instructions and the usual "A. left" options for a real VLM
+    assert M.prompt_options(model) == {"region_coords": False, "system": "full", "option_style": "letter_first"}
     tok = processor.tokenizer
     assert len(tok) == n_tokens + 1 and len(tok("<region>", add_special_tokens=False)["input_ids"]) == 1
     rows_in_embedding = model.get_input_embeddings().weight.shape[0]

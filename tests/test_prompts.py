@@ -103,6 +103,16 @@ def test_choices_render_as_lettered_lines_and_numbers_have_none():
     assert P.to_messages(make_row(choices=()), "lor")[1]["content"][1]["text"].endswith("?")
 
 
+def test_letter_after_options_end_as_a_choice_trace_ends():
+    row = make_row(choices=("left", "in front", "same"))
+    text = P.to_messages(row, "lor", option_style="letter_after")[1]["content"][1]["text"]
+    assert text.endswith("?\n- left (A)\n- in front (B)\n- same (C)")
+    assert "so the answer is in front (B)" .endswith(text.splitlines()[2].removeprefix("-"))
+    assert P.to_messages(make_row(choices=()), "lor", option_style="letter_after")[1]["content"][1]["text"].endswith("?")
+    with pytest.raises(ValueError, match="option style 'letters' is not one of"):
+        P.to_messages(row, "lor", option_style="letters")
+
+
 @pytest.mark.parametrize(
     "task, path, target",
     [

@@ -11,8 +11,10 @@ language model alone, so it can be taught on short text-only sequences that cost
 an image example, with every target token a copy:
 
 - repeat: "Repeat: w1 w2 ... wk" -> "w1 w2 ... wk" (3-8 words);
-- look up: "Which option is w?" with 2-4 options "A. w1" .. "D. w4" -> "w (L)", L the letter
-  of w's line: the letter must be read off the options (the question names only w).
+- look up: "Which option is w?" with 2-4 options listed in the model's option style ("A. w1"
+  or "- w1 (A)", `prompts.OPTION_STYLES`) -> "w (L)", L the letter of w's line: the letter must
+  be read off the options (the question names only w). Replies are bare: runs whose replies
+  began with a fixed prefix lost most of their label copying after SFT (docs/design.md).
 
 Words are whole-word tokens of the model's own tokenizer, drawn at random, so no shortcut of
 the SFT data (fixed option pairs, the question's word order) can stand in for the copy.
@@ -62,15 +64,17 @@ def copy_words(tokenizer, min_chars: int = 3) -> list[str]:
     return sorted(words)
 
 
-def make_example(rng: random.Random, words: list[str], tokenizer, system_style: str = "short") -> CopyExample:
-    """A seeded repeat or look-up example (equal odds) rendered with the model's chat template."""
+def make_example(rng: random.Random, words: list[str], tokenizer, system_style: str = "short",
+                 option_style: str = "letter_first") -> CopyExample:
+    """A seeded repeat or look-up example (equal odds) rendered with the model's chat template;
+    look-up options are listed in `option_style` (`prompts.OPTION_STYLES`)."""
     if rng.random() < 0.5:
         picked = rng.sample(words, rng.randint(3, 8))
         task, question, reply = "repeat", "Repeat:" + "".join(picked), "".join(picked).strip()
     else:
         picked = rng.sample(words, rng.randint(2, len(LETTERS)))
         k = rng.randrange(len(picked))
-        options = "\n".join(f"{LETTERS[i]}.{w}" for i, w in enumerate(picked))
+        options = prompts.option_lines([w.strip() for w in picked], option_style)
         task, question, reply = "lookup", f"Which option is{picked[k]}?\n{options}", f"{picked[k].strip()} ({LETTERS[k]})"
     messages = [
         {"role": "system", "content": [{"type": "text", "text": prompts.system_prompt("plain", system_style)}]},
@@ -101,12 +105,12 @@ def encode(tokenizer, examples: list[CopyExample]) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def copy_accuracy(model, tokenizer, n: int = 256, seed: int = 1234, batch_size: int = 64,
-                  system_style: str = "short") -> dict[str, float]:
+                  system_style: str = "short", option_style: str = "letter_first") -> dict[str, float]:
     """Teacher-forced accuracy on `n` held-out warm-up examples: `token` (reply tokens predicted
-    right), `exact` (replies all right) and `letter` (the letter of look-up replies)."""
+    right), `exact` (replies all right) and `letter` (every token of the " (L)" of look-up replies)."""
     rng = random.Random(seed)
     words = copy_words(tokenizer)
-    examples = [make_example(rng, words, tokenizer, system_style) for _ in range(n)]
+    examples = [make_example(rng, words, tokenizer, system_style, option_style) for _ in range(n)]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -123,10 +127,11 @@ def copy_accuracy(model, tokenizer, n: int = 256, seed: int = 1234, batch_size: 
         hits["exact"][0] += int((right | ~mask).all(1).sum())
         hits["exact"][1] += len(chunk)
         for i, ex in enumerate(chunk):
-            if ex.task == "lookup":  # the letter is the third-last reply token: ... "w", " (", "L", ")", eos
+            if ex.task == "lookup":  # the letter: the reply's tokens after the word, before eos
                 where = mask[i].nonzero().flatten()
-                letter_at = where[-3]
-                hits["letter"][0] += int(right[i, letter_at])
+                stem = len(tokenizer(ex.reply[: ex.reply.rindex(" (")], add_special_tokens=False)["input_ids"])
+                letter_at = where[stem:-1]
+                hits["letter"][0] += int(right[i, letter_at].all())
                 hits["letter"][1] += 1
     if was_training:
         model.train()
@@ -134,7 +139,7 @@ def copy_accuracy(model, tokenizer, n: int = 256, seed: int = 1234, batch_size: 
 
 
 def warm_up(model, tokenizer, steps: int, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
-            system_style: str = "short", log_every: int = 100,
+            system_style: str = "short", option_style: str = "letter_first", log_every: int = 100,
             log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `model` in place for `steps` AdamW steps of `batch_size` warm-up examples (constant
     `learning_rate`, no weight decay, no clipping: the recipe measured in issue #3) and record
@@ -146,13 +151,14 @@ def warm_up(model, tokenizer, steps: int, batch_size: int = 32, learning_rate: f
     rng = random.Random(seed)
     words = copy_words(tokenizer)
     device = next(model.parameters()).device
-    before = copy_accuracy(model, tokenizer, system_style=system_style)
+    before = copy_accuracy(model, tokenizer, system_style=system_style, option_style=option_style)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
     model.train()
     losses = []
     for step in range(1, steps + 1):
-        batch = encode(tokenizer, [make_example(rng, words, tokenizer, system_style) for _ in range(batch_size)])
+        batch = encode(tokenizer, [make_example(rng, words, tokenizer, system_style, option_style)
+                                   for _ in range(batch_size)])
         loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         loss.backward()
         optimizer.step()
@@ -160,7 +166,7 @@ def warm_up(model, tokenizer, steps: int, batch_size: int = 32, learning_rate: f
         losses.append(loss.detach().item())
         if log is not None and (step % log_every == 0 or step == steps):
             log({"copy_step": step, "copy_loss": sum(losses[-log_every:]) / len(losses[-log_every:])})
-    after = copy_accuracy(model, tokenizer, system_style=system_style)
+    after = copy_accuracy(model, tokenizer, system_style=system_style, option_style=option_style)
     setattr(model.config, CONFIG_KEY, getattr(model.config, CONFIG_KEY, 0) + steps)
     return {
         "steps": steps,

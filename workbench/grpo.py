@@ -239,7 +239,8 @@ class GRPOSettings:
 # Prompts
 
 
-def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system: str = "full"):
+def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system: str = "full",
+                   option_style: str = "letter_first"):
     """The RL prompts of `dataset` (a `datasets.Dataset` of workbench rows): QA rows only, a
     `prompt` column built by `prompts.to_messages` (image placeholder; TRL fills it from `image`),
     and `path` forced to `settings.paths` unless it is `joint`."""
@@ -255,18 +256,20 @@ def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system:
 
     def add_prompt(row):
         path = row["path"] if settings.paths == "joint" else settings.paths
-        return {"path": path, "prompt": prompts.to_messages(row, path, region_coords=region_coords, system=system)}
+        return {"path": path, "prompt": prompts.to_messages(row, path, region_coords=region_coords, system=system,
+                                                            option_style=option_style)}
 
     extra = [c for c in dataset.column_names if c not in PROMPT_COLUMNS]
     return dataset.map(add_prompt, remove_columns=extra, keep_in_memory=True)
 
 
-def load_prompts(data_dir: str | os.PathLike, settings: GRPOSettings, region_coords: bool, system: str = "full"):
+def load_prompts(data_dir: str | os.PathLike, settings: GRPOSettings, region_coords: bool, system: str = "full",
+                 option_style: str = "letter_first"):
     """`prompt_dataset` of the split `settings.split` of the dataset folder `data_dir`."""
     data = load_dataset_dir(data_dir)
     if settings.split not in data:
         raise ValueError(f"dataset {str(data_dir)!r} has no split {settings.split!r} (has {list(data)})")
-    return prompt_dataset(data[settings.split], settings, region_coords, system)
+    return prompt_dataset(data[settings.split], settings, region_coords, system, option_style)
 
 
 # ---------------------------------------------------------------------------------------------

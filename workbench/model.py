@@ -47,7 +47,7 @@ from transformers import (
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLPreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 
-from workbench.prompts import SYSTEM_STYLES
+from workbench.prompts import LETTERS, OPTION_STYLES, SYSTEM_STYLES
 from workbench.schema import REGION_TOKEN
 from workbench.settings import from_preset
 
@@ -78,6 +78,9 @@ FORMAT_TOKENS = (
     "</3d_box>",
 )
 """SPEC section 2 tags, one token each (not "special": decoding keeps them)."""
+OPTION_TOKENS = tuple(f" ({letter})" for letter in LETTERS)
+"""An option letter as a trace writes it after its option ("right (B)"), one token each, so the
+letter is a single copy (`prompts.OPTION_STYLES`)."""
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -155,6 +158,12 @@ class ModelSettings:
     system_prompts: str = "short"
     """System prompts the model is trained and asked with: "short" (one line per path) or "full"
     (`prompts.SYSTEM_STYLES`). Saved in the config; `prompt_options(model)` reads it back."""
+    option_style: str = "letter_first"
+    """How choice options are listed in the prompt (`prompts.OPTION_STYLES`): "letter_first"
+    ("A. left") or "letter_after" ("- left (A)", with the letters " (A)".. as single tokens), which
+    makes the letter of a trace's conclusion one induction copy. Saved in the config;
+    `prompt_options(model)` reads it back. An ablation, not the default: measured in
+    docs/design.md ("Option styles")."""
     tie_word_embeddings: bool = False
     """Share the input embedding and LM-head matrices."""
     seed: int = 0
@@ -204,6 +213,8 @@ class ModelSettings:
             )
         if self.system_prompts not in SYSTEM_STYLES:
             raise ValueError(f"system_prompts {self.system_prompts!r} is not one of {SYSTEM_STYLES}")
+        if self.option_style not in OPTION_STYLES:
+            raise ValueError(f"option_style {self.option_style!r} is not one of {OPTION_STYLES}")
         if self.image_size % (self.patch_size * self.merge_size):
             raise ValueError(
                 f"image_size {self.image_size} must be a multiple of patch_size * merge_size "
@@ -329,16 +340,17 @@ ROLE_NAMES = ("system", "user", "assistant")
 """Words the chat template writes after `<|im_start|>`."""
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
+def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, option_tokens: bool = False):
     """A byte-level BPE fast tokenizer trained on `corpus`, digits split one per token.
 
-    Control tokens get ids 0..6; the format tags, `<region>` and the location tokens are added
-    after training as whole tokens (location ids are contiguous, `<|loc_0|>` first).
+    Control tokens get ids 0..6; the format tags, `<region>`, the location tokens and, with
+    `option_tokens`, the option letters " (A)".. are added after training as whole tokens
+    (location ids are contiguous, `<|loc_0|>` first).
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers.tokenization_utils_tokenizers import TokenizersBackend
 
-    added = (*FORMAT_TOKENS, REGION_TOKEN, *LOC_TOKENS)
+    added = (*FORMAT_TOKENS, REGION_TOKEN, *LOC_TOKENS, *(OPTION_TOKENS if option_tokens else ()))
     # Remove the added strings from the training text: they are single tokens, so BPE merges of
     # their pieces would waste vocabulary.
     splitter = re.compile(
@@ -683,11 +695,13 @@ def uses_region_coords(model: nn.Module) -> bool:
 
 def prompt_options(model: nn.Module) -> dict[str, Any]:
     """How to prompt `model`: `prompts.to_messages(row, path, **prompt_options(model))`. Location
-    tokens for the built-in model; the system prompt style it was built with (a real pretrained VLM,
-    or a built-in model saved before the setting existed, gets the full prompts)."""
+    tokens for the built-in model; the system prompt style and option style it was built with (a
+    real pretrained VLM, or a built-in model saved before a setting existed, gets the full prompts
+    and "A. left" options)."""
     config = getattr(model, "config", None)
     return {"region_coords": uses_region_coords(model),
-            "system": str(getattr(config, "workbench_system_prompts", "full"))}
+            "system": str(getattr(config, "workbench_system_prompts", "full")),
+            "option_style": str(getattr(config, "workbench_option_style", "letter_first"))}
 
 
 def make_config(tokenizer, settings: ModelSettings) -> Qwen2_5_VLConfig:
@@ -741,6 +755,7 @@ def make_config(tokenizer, settings: ModelSettings) -> Qwen2_5_VLConfig:
         workbench_loc_token_start=ids(LOC_TOKENS[0]),
         workbench_num_loc_bins=NUM_LOC_BINS,
         workbench_system_prompts=settings.system_prompts,
+        workbench_option_style=settings.option_style,
         workbench_settings=asdict(settings),
     )
 
@@ -750,7 +765,7 @@ def build_tiny(corpus: Iterable[str], settings: ModelSettings | None = None):
     tokenizer trained on `corpus` (pass `prompts.corpus(rows, settings.system_prompts)`: questions,
     targets, system prompts)."""
     settings = settings or ModelSettings()
-    tokenizer = train_tokenizer(corpus, settings.vocab_size)
+    tokenizer = train_tokenizer(corpus, settings.vocab_size, option_tokens=settings.option_style == "letter_after")
     processor = make_processor(tokenizer, settings)
     config = make_config(tokenizer, settings)
     with torch.random.fork_rng(devices=[]):
@@ -891,13 +906,16 @@ def model_inputs(
     region_coords: bool,
     add_generation_prompt: bool = True,
     system: str = "full",
+    option_style: str = "letter_first",
 ):
     """Left-padded tensors (input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids)
-    of the prompts of `rows` on `path`, through `prompts.to_messages` (`system`: its prompt style)."""
+    of the prompts of `rows` on `path`, through `prompts.to_messages` (`system`: its prompt style,
+    `option_style`: how options are listed)."""
     from workbench import prompts
 
     conversations = [
-        prompts.to_messages(row, path, region_coords=region_coords, embed_image=True, system=system)
+        prompts.to_messages(row, path, region_coords=region_coords, embed_image=True, system=system,
+                            option_style=option_style)
         for row in rows
     ]
     # Pad to the longest prompt and never truncate (a cut prompt loses image tokens or the question).
@@ -927,15 +945,19 @@ def generate(
     batch_size: int = 8,
     region_coords: bool | None = None,
     system: str | None = None,
+    option_style: str | None = None,
 ) -> list[str]:
     """Completions (special tokens removed) of `rows` on `path` (lor | dtr | auto), batched with
     left padding, one `model.generate` per batch. Used by evaluation, `workbench ask` and the demo.
-    The prompt follows `prompt_options(model)` unless `region_coords` or `system` say otherwise."""
+    The prompt follows `prompt_options(model)` unless `region_coords`, `system` or `option_style`
+    say otherwise."""
     options_of_model = prompt_options(model)
     if region_coords is None:
         region_coords = options_of_model["region_coords"]
     if system is None:
         system = options_of_model["system"]
+    if option_style is None:
+        option_style = options_of_model["option_style"]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -948,7 +970,8 @@ def generate(
     out: list[str] = []
     try:
         for start in range(0, len(rows), batch_size):
-            batch = model_inputs(processor, rows[start : start + batch_size], path, region_coords, system=system)
+            batch = model_inputs(processor, rows[start : start + batch_size], path, region_coords, system=system,
+                                 option_style=option_style)
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
             ids = model.generate(
                 **batch, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **options

@@ -63,6 +63,27 @@ named the question's region labels 18-21% of the time, with these 45-54%."""
 
 SYSTEM_STYLES = ("full", "short")
 
+OPTION_STYLES = ("letter_first", "letter_after")
+"""How the options of a choice question are listed: `letter_first` ("A. left", the usual form,
+for real pretrained VLMs) or `letter_after` ("- left (A)", the built-in model). A choice trace
+ends "so the answer is left (A)"; with `letter_after` the option line holds the same two tokens
+(" left", " (A)") in the same order, so writing the letter is one induction copy (find the
+earlier " left", write what followed it) instead of a look-back across the line. Measured in
+docs/design.md (issue #3)."""
+
+
+def option_lines(choices: list[str], style: str = "letter_first") -> str:
+    """The options as lines in `style` (`OPTION_STYLES`).
+
+    >>> option_lines(["left", "right"], "letter_after")
+    '- left (A)\\n- right (B)'
+    """
+    if style not in OPTION_STYLES:
+        raise ValueError(f"option style {style!r} is not one of {OPTION_STYLES}")
+    if style == "letter_first":
+        return "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+    return "\n".join(f"- {choice} ({LETTERS[i]})" for i, choice in enumerate(choices))
+
 
 def system_prompt(kind: str, style: str = "full") -> str:
     """The system prompt of `kind` (lor | dtr | plain) in `style` (full | short)."""
@@ -80,9 +101,10 @@ def resolve_path(row: Mapping[str, Any], path: str) -> str:
     return path
 
 
-def user_text(row: Mapping[str, Any], region_coords: bool = True) -> str:
+def user_text(row: Mapping[str, Any], region_coords: bool = True, option_style: str = "letter_first") -> str:
     """The question of `row` as the model reads it: each `<region>` followed by its location
-    tokens (region_coords=True, the built-in model) and the options as `A. ...` lines."""
+    tokens (region_coords=True, the built-in model), then the options, one line each in
+    `option_style` (`OPTION_STYLES`)."""
     from workbench.model import encode_region_tokens
 
     question = str(row["question"])
@@ -112,7 +134,7 @@ def user_text(row: Mapping[str, Any], region_coords: bool = True) -> str:
     if choices:
         if len(choices) > len(LETTERS):
             raise ValueError(f"row {row.get('id', '?')!r}: {len(choices)} choices, at most {len(LETTERS)}")
-        text += "\n" + "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+        text += "\n" + option_lines(choices, option_style)
     return text
 
 
@@ -131,14 +153,16 @@ def to_messages(
     with_target: bool = False,
     embed_image: bool = False,
     system: str = "full",
+    option_style: str = "letter_first",
 ) -> list[dict[str, Any]]:
     """Chat messages of a dataset row: system prompt of the path, user turn (image + question),
     and with `with_target` the assistant target. `path` is lor | dtr | auto for QA tasks and is
     ignored by blend tasks (ground_3d, ground_2d, caption), which use a plain system prompt.
 
     `region_coords=True` writes location tokens after each `<region>` (built-in model); real
-    pretrained VLMs use False. `system` picks the full or the short system prompts (`SYSTEM_STYLES`).
-    `model.prompt_options(model)` gives both for a model: `to_messages(row, path, **options)`.
+    pretrained VLMs use False. `system` picks the full or the short system prompts (`SYSTEM_STYLES`),
+    `option_style` how options are listed (`OPTION_STYLES`). `model.prompt_options(model)` gives all
+    three for a model: `to_messages(row, path, **model.prompt_options(model))`.
     """
     task = row.get("task", "region_qa")
     if task not in TASKS:
@@ -150,7 +174,7 @@ def to_messages(
     user: list[dict[str, Any]] = []
     if image is not None:
         user.append({"type": "image", "image": image} if embed_image else {"type": "image"})
-    user.append({"type": "text", "text": user_text(row, region_coords)})
+    user.append({"type": "text", "text": user_text(row, region_coords, option_style)})
     messages = [
         {"role": "system", "content": [{"type": "text", "text": system}]},
         {"role": "user", "content": user},
@@ -160,11 +184,13 @@ def to_messages(
     return messages
 
 
-def corpus(rows: Iterable[Mapping[str, Any]], system: str = "full") -> Iterator[str]:
+def corpus(rows: Iterable[Mapping[str, Any]], system: str = "full",
+           option_style: str = "letter_first") -> Iterator[str]:
     """Texts to train the built-in tokenizer on: the system prompts, then each row's question
-    (with options) and targets. Pass it to `model.build_tiny`, with the `system` style the model
-    will be prompted in (`ModelSettings.system_prompts`). No image is needed: for a `datasets`
-    split, `split.remove_columns(["image", "depth"])` skips decoding them."""
+    (with options) and targets. Pass it to `model.build_tiny`, with the `system` style and the
+    `option_style` the model will be prompted in (`ModelSettings.system_prompts`,
+    `ModelSettings.option_style`). No image is needed: for a `datasets` split,
+    `split.remove_columns(["image", "depth"])` skips decoding them."""
     for style in SYSTEM_STYLES:
         yield from (system_prompt(kind, style) for kind in ("lor", "dtr", "plain"))
     for row in rows:
@@ -175,7 +201,7 @@ def corpus(rows: Iterable[Mapping[str, Any]], system: str = "full") -> Iterator[
             yield system_prompt("dtr", system)
         else:
             yield system_prompt("plain", system)
-        yield user_text(row, region_coords=False)
+        yield user_text(row, region_coords=False, option_style=option_style)
         for key in ("lor_target", "dtr_target"):
             if row.get(key):
                 yield str(row[key])

@@ -286,7 +286,7 @@ def example_index(tasks: Sequence[str], blend: str) -> list[tuple[int, str]]:
 
 
 def training_examples(rows, blend: str = "blend", region_coords: bool = True, max_examples: int = 0, seed: int = 0,
-                      group_size: int = 1, system: str = "full"):
+                      group_size: int = 1, system: str = "full", option_style: str = "letter_first"):
     """The `datasets.Dataset` TRL trains on, one item per (row, path) of `blend`, shuffled with
     `seed` (`max_examples` > 0 keeps the first ones). `group_size` > 1 orders the items so that
     each consecutive group of that many shares one path (see `group_by_path`), with the groups in
@@ -294,7 +294,8 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     so an epoch never pays for examples it does not reach): `messages` (system, user with an image
     placeholder, assistant target), `image`, and `id` / `task` / `path` for inspection (TRL's
     collator reads only the first two). `.with_format(None)` shows the raw index: row, task, path.
-    `region_coords` and `system` shape the prompts (`model.prompt_options(model)` gives both).
+    `region_coords`, `system` and `option_style` shape the prompts (`model.prompt_options(model)`
+    gives all three).
     """
     import datasets as hf
     import numpy as np
@@ -323,7 +324,7 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
             row = {c: src[c][k] for c in kept}
             out["messages"].append(prompts.to_messages(row, "auto" if path == "plain" else path,
                                                        region_coords=region_coords, with_target=True,
-                                                       system=system))
+                                                       system=system, option_style=option_style))
         return out
 
     raw = hf.Dataset.from_dict({"row": [i for i, _ in picked], "task": [tasks[i] for i, _ in picked],
@@ -376,7 +377,8 @@ def build_model(train_rows, settings: SFTSettings, model_name_or_path: str = "")
     if not model_name_or_path:
         text_rows = train_rows.select_columns(["question", "regions", "choices", "lor_target", "dtr_target"])
         model_settings = M.ModelSettings.from_profile(settings.model_profile or settings.profile, seed=settings.seed)
-        return M.build_tiny(prompts.corpus(text_rows, model_settings.system_prompts), model_settings)
+        return M.build_tiny(prompts.corpus(text_rows, model_settings.system_prompts, model_settings.option_style),
+                            model_settings)
     lora = None
     if settings.use_lora and not _is_builtin_checkpoint(model_name_or_path):
         lora = M.LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha)
@@ -654,6 +656,7 @@ def train_sft(
         warmup = copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
                                  batch_size=settings.copy_warmup_batch_size, learning_rate=settings.learning_rate,
                                  seed=settings.seed, system_style=M.prompt_options(model)["system"],
+                                 option_style=M.prompt_options(model)["option_style"],
                                  log=None if settings.disable_tqdm else _print_copy_log)
     train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
                               group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
