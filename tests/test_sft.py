@@ -115,6 +115,8 @@ def test_settings_profiles_and_bad_values():
         sft.SFTSettings.from_profile("smoke", lr=1.0)
     with pytest.raises(ValueError, match="max_steps"):
         sft.SFTSettings(max_steps=0)
+    with pytest.raises(ValueError, match="unknown option_style 'after'"):
+        sft.SFTSettings(option_style="after")
 
 
 # ----------------------------------------------------------------------------- the loss mask
@@ -236,10 +238,13 @@ def test_missing_or_incomplete_datasets_are_clear_errors(smoke_data, tmp_path):
 def test_cli_trains_and_reports_or_fails_clearly(smoke_data, tmp_path, capsys):
     out = tmp_path / "m"
     code = main(["sft", "--data", str(smoke_data), "--out", str(out), "--profile", "smoke", "--max-steps", "1",
-                 "--no-eval", "--blend", "lor_only"])
+                 "--no-eval", "--blend", "lor_only", "--option-style", "letter_after"])
     assert code == 0 and "1 steps" in capsys.readouterr().out
     summary = sft.read_summary(out)
     assert summary["settings"]["blend"] == "lor_only" and set(summary["examples"]) <= {"region_qa/lor", "general_qa/lor"}
+    model, processor = M.load(out)  # the model keeps its option style, and its letters are single tokens
+    assert M.prompt_options(model)["option_style"] == "letter_after"
+    assert " (B)" in processor.tokenizer.get_vocab()
     assert main(["sft", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     assert "dataset folder" in capsys.readouterr().err
     assert main(["sft", "--data", str(smoke_data), "--out", str(out), "--max-steps", "1"]) == 2

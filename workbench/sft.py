@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import copying, io, schema
+from workbench.prompts import OPTION_STYLES
 from workbench.settings import from_preset, trainer_bf16, trainer_report_to
 
 PROFILES = ("smoke", "default", "gpu")
@@ -81,6 +82,9 @@ class SFTSettings:
     """Training mixture, a key of `BLENDS`: blend | cot_only | lor_only | dtr_only."""
     model_profile: str = ""
     """`ModelSettings` profile of the built-in model; "" = same as `profile`."""
+    option_style: str = ""
+    """How a new built-in model lists choice options (`prompts.OPTION_STYLES`); "" = the model
+    profile's (`letter_first`). A loaded checkpoint keeps the style it was built with."""
     max_train_examples: int = 0
     """Use at most this many training examples (a seeded random subset); 0 = all."""
     group_by_path: bool = True
@@ -201,6 +205,8 @@ class SFTSettings:
             raise ValueError(f"unknown blend {self.blend!r}; choose one of {tuple(BLENDS)}")
         if self.model_profile not in ("", *PROFILES):
             raise ValueError(f"unknown model_profile {self.model_profile!r}; choose one of {PROFILES} or ''")
+        if self.option_style not in ("", *OPTION_STYLES):
+            raise ValueError(f"unknown option_style {self.option_style!r}; choose one of {OPTION_STYLES} or ''")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -376,7 +382,9 @@ def build_model(train_rows, settings: SFTSettings, model_name_or_path: str = "")
 
     if not model_name_or_path:
         text_rows = train_rows.select_columns(["question", "regions", "choices", "lor_target", "dtr_target"])
-        model_settings = M.ModelSettings.from_profile(settings.model_profile or settings.profile, seed=settings.seed)
+        extra = {"option_style": settings.option_style} if settings.option_style else {}
+        model_settings = M.ModelSettings.from_profile(settings.model_profile or settings.profile, seed=settings.seed,
+                                                      **extra)
         return M.build_tiny(prompts.corpus(text_rows, model_settings.system_prompts, model_settings.option_style),
                             model_settings)
     lora = None
@@ -755,6 +763,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="smoke", choices=PROFILES, help="preset of SFTSettings")
     parser.add_argument("--model", default="", help="pretrained VLM name or path (default: the built-in tiny model)")
     parser.add_argument("--blend", default=None, choices=tuple(BLENDS), help="training mixture (default: blend)")
+    parser.add_argument("--option-style", default=None, choices=OPTION_STYLES,
+                        help="how a new built-in model lists choice options (default: letter_first)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint-* in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides the profile)")
@@ -768,6 +778,8 @@ def cli(args: argparse.Namespace) -> int:
         overrides["blend"] = args.blend
     if args.max_steps is not None:
         overrides["max_steps"] = args.max_steps
+    if args.option_style is not None:
+        overrides["option_style"] = args.option_style
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.no_eval:
