@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from workbench import cli, questions, rewards
+from workbench import cli, metrics, questions, rewards
 from workbench import evaluate as E
 from workbench.metrics import (
     METRIC_COLUMNS,
@@ -626,3 +626,45 @@ def test_eval_errors_name_the_bad_value(smoke_data, tmp_path, capsys):
         E.evaluate([], smoke_data, None, E.EvalSettings.from_profile("smoke"))
     with pytest.raises(ValueError, match="max_new_tokens"):
         E.EvalSettings(max_new_tokens=0)
+
+
+def numbers_prediction(stated: tuple[float, float], truth: tuple[float, float], category: str = "front_behind"):
+    think = "the red box is {:.2f} m away and the blue box {:.2f} m, so the answer is in front (A)."
+    row = choice_prediction(think.format(*stated), "A", "A", choices=("in front", "behind"))
+    row["category"] = category
+    row["reference_targets"] = {"lor": f"<think>{think.format(*truth)}</think><answer>A</answer>"}
+    return row
+
+
+def test_think_number_corr_tells_perceived_numbers_from_a_template():
+    truths = [(1.0, 2.0), (3.0, 1.5), (2.2, 2.8), (0.9, 3.4)]
+    perceived = [numbers_prediction((a + 0.1, b - 0.1), (a, b)) for a, b in truths]
+    scored = score_predictions(perceived)
+    assert scored[0]["think_numbers"] == [[1.0, 1.1], [2.0, 1.9]]
+    assert group_metrics(scored)["think_number_corr"] > 0.95
+    template = [numbers_prediction(stated, t) for stated, t in zip([(2.01, 2.04), (2.04, 2.01), (2.01, 2.01),
+                                                                     (2.04, 2.04)], truths)]
+    assert abs(group_metrics(score_predictions(template))["think_number_corr"]) < 0.5
+    # Each position near its usual value: pooled, the two scales would correlate; apart, they do not.
+    scales = [numbers_prediction((1.0 + d, 3.0 - d), (1.0 + e, 3.0 + e)) for d, e in
+              ((0.01, 0.3), (0.02, -0.2), (0.03, 0.25), (0.04, -0.3))]
+    assert abs(group_metrics(score_predictions(scales))["think_number_corr"]) < 0.5
+    constant = [numbers_prediction((2.0, 2.0), t) for t in truths]
+    assert group_metrics(score_predictions(constant))["think_number_corr"] is None  # a constant side has no corr
+    # A row stating another count of numbers, or no reference, gives no pairs.
+    short = choice_prediction("so the answer is in front (A).", "A", "A", choices=("in front", "behind"))
+    short["reference_targets"] = perceived[0]["reference_targets"]
+    assert score_predictions([short])[0]["think_numbers"] is None
+    assert score_predictions([choice_prediction("x 1 2", "A", "A")])[0]["think_numbers"] is None
+    # Categories and positions are correlated apart and pooled by pairs: scales never mix.
+    pixels = [numbers_prediction((a * 30, b * 30), (a * 30, b * 30), "left_right") for a, b in truths]
+    both = group_metrics(score_predictions(template + pixels))["think_number_corr"]
+    assert both == pytest.approx((group_metrics(score_predictions(template))["think_number_corr"] + 1.0) / 2)
+
+
+def test_truth_fields_carry_the_reference_traces():
+    row = {"id": "r", "split": "val", "task": "region_qa", "category": "distance", "question": "q",
+           "answer_type": "number", "answer": "1.00", "regions": [], "centers": {}, "lor_target": "<think>1</think>",
+           "dtr_target": "<detect></detect><think>1</think>"}
+    fields = metrics.truth_fields(row)
+    assert fields["reference_targets"] == {"lor": "<think>1</think>", "dtr": "<detect></detect><think>1</think>"}

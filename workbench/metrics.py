@@ -52,6 +52,15 @@ a metric has no rows to average over):
   high on the first and near chance on the second, and its `choice_accuracy` stays at chance
   (the default built-in SFT model, issue #3: the traces of a left/right probe named the right
   side in 99% of rows and the matching letter in 46%).
+- `think_number_corr`: are the numbers the reasoning states perceived, or a template's usual
+  values? Over rows whose `<think>` states as many numbers as the reference trace of the same
+  path (`reference_targets`), pair the numbers by position; per category and position (the
+  first distance, the second, ...: one quantity each, so scales never mix), the Pearson
+  correlation of stated with reference values; the group's value is their pair-weighted mean
+  (cells with < 3 pairs or a constant side are left out; None if none is left). Near 0:
+  the trace writes numbers unrelated to the scene, so its conclusion cannot beat chance (the
+  default built-in SFT model, issue #3: about 0 on every choice category, 0.7-0.8 on distance
+  questions).
 - `correct` (per prediction, used by the widgets): choice = same letter; number = success_25.
 
 Taught in `notebooks/04_evaluate.ipynb` (the table, re-scoring, the diagnostic) and
@@ -89,6 +98,7 @@ METRIC_COLUMNS = (
     "top_letter_share",
     "option_accuracy",
     "letter_agreement",
+    "think_number_corr",
 )
 KEY_COLUMNS = ("model", "path", "split", "category")
 MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * k, 2) for k in range(10))
@@ -274,6 +284,8 @@ def score_prediction(pred: Mapping[str, Any], settings: EvalSettings | None = No
         None if answer_type == "number" else stated_option_of(text, pred.get("choices") or [])
     )
     out["stated_option"] = None if stated_option is None else list(stated_option)
+    reference = (pred.get("reference_targets") or {}).get(path)
+    out["think_numbers"] = think_number_pairs(text, reference) if reference else None
 
     implied = None
     if path == "dtr" and pred["category"] in questions.REGION_CATEGORIES and matched:
@@ -329,7 +341,45 @@ def group_metrics(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "label_recall": _mean([p["label_recall"] for p in scored if p.get("label_recall") is not None]),
         "top_letter_share": top_letter_share([p.get("pred_answer") for p in choice]),
         **option_metrics(choice),
+        "think_number_corr": think_number_corr(scored),
     }
+
+
+_THINK = re.compile(r"<think>(.*?)</think>", re.S)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def think_numbers(text: str) -> list[float] | None:
+    """The numbers in the first `<think>` of `text` in order; None without one."""
+    match = _THINK.search(text or "")
+    return None if match is None else [float(x) for x in _NUMBER.findall(match.group(1))]
+
+
+def think_number_pairs(text: str, reference: str) -> list[list[float]] | None:
+    """[[reference, stated], ...] of the numbers of the two `<think>`s by position; None unless
+    both have one and they state equally many (at least one) numbers."""
+    stated, truth = think_numbers(text), think_numbers(reference)
+    if not stated or not truth or len(stated) != len(truth):
+        return None
+    return [[g, x] for g, x in zip(truth, stated)]
+
+
+def think_number_corr(scored: Sequence[Mapping[str, Any]]) -> float | None:
+    """`think_number_corr` of a group of scored predictions (module docstring)."""
+    cells: dict[tuple[str, int], list[list[float]]] = {}
+    for p in scored:
+        for i, pair in enumerate(p.get("think_numbers") or []):
+            cells.setdefault((p["category"], i), []).append(pair)
+    weighted, total = 0.0, 0
+    for pairs in cells.values():
+        if len(pairs) < 3:
+            continue
+        truth, stated = [g for g, _ in pairs], [x for _, x in pairs]
+        if statistics.pstdev(truth) == 0 or statistics.pstdev(stated) == 0:
+            continue
+        weighted += statistics.correlation(truth, stated) * len(pairs)
+        total += len(pairs)
+    return weighted / total if total else None
 
 
 def stated_option_of(text: str, choices: Sequence[str]) -> tuple[str, str] | None:
@@ -544,6 +594,8 @@ def truth_fields(row: Mapping[str, Any]) -> dict[str, Any]:
         "gt_centers": centers,
         "camera_to_world": row.get("camera_to_world"),
         "intrinsics": row.get("intrinsics"),
+        "reference_targets": {path: str(row[key]) for path, key in (("lor", "lor_target"), ("dtr", "dtr_target"))
+                              if row.get(key)},
     }
 
 
@@ -621,6 +673,7 @@ def format_table(metrics: Sequence[Mapping[str, Any]], category: str | None = "a
         "top_letter_share": "top_letter",
         "option_accuracy": "option_acc",
         "letter_agreement": "letter_agr",
+        "think_number_corr": "think_corr",
     }
     cells = [[short.get(h, h) for h in head]]
     for r in rows:
