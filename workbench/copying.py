@@ -35,7 +35,8 @@ import torch
 
 from workbench import prompts
 
-LETTERS = "ABCD"
+LETTERS = prompts.LETTERS[:4]
+"""Letters of a look-up's 2-4 options: the prompts' own, so option lines and replies agree."""
 CONFIG_KEY = "workbench_copy_warmup_steps"
 """Config attribute recording the warm-up steps a model has had (absent = none)."""
 

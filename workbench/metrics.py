@@ -59,8 +59,8 @@ a metric has no rows to average over):
   correlation of stated with reference values; the group's value is their pair-weighted mean
   (cells with < 3 pairs or a constant side are left out; None if none is left). Near 0:
   the trace writes numbers unrelated to the scene, so its conclusion cannot beat chance (the
-  default built-in SFT model, issue #3: about 0 on every choice category, 0.7-0.8 on distance
-  questions).
+  default built-in SFT model, issue #3: -0.02 to 0.13 per path and split, noise around 0 in
+  every category; a left/right probe that reads positions off the location tokens: 0.98).
 - `correct` (per prediction, used by the widgets): choice = same letter; number = success_25.
 
 Taught in `notebooks/04_evaluate.ipynb` (the table, re-scoring, the diagnostic) and

@@ -659,16 +659,17 @@ def train_sft(
         model, processor = initial
     else:
         model, processor = build_model(dd["train"], settings, model_name_or_path)
+    prompting = M.prompt_options(model)
     warmup = None
     if checkpoint is None and needs_copy_warmup(model, settings):
         warmup = copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
                                  batch_size=settings.copy_warmup_batch_size, learning_rate=settings.learning_rate,
-                                 seed=settings.seed, system_style=M.prompt_options(model)["system"],
-                                 option_style=M.prompt_options(model)["option_style"],
+                                 seed=settings.seed, system_style=prompting["system"],
+                                 option_style=prompting["option_style"],
                                  log=None if settings.disable_tqdm else _print_copy_log)
     train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
                               group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
-                              **M.prompt_options(model))
+                              **prompting)
     raw = train.with_format(None)
     trainer = build_trainer(model, processor, train, out, settings, callbacks)
 
