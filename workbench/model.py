@@ -534,29 +534,34 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
                 continue  # plain `<region>` (no coordinates): keep the token embedding
             before = [image for start, image in images_of[b] if start < t]
             image = before[-1] if before else images_of[b][0][1]
-            h, w = grids[image]
-            box = (bins.to(torch.float32) + torch.tensor([0.0, 0.0, 1.0, 1.0], device=bins.device)) / n_bins
-            weights = _cover(box[1], box[3], h)[:, None] * _cover(box[0], box[2], w)[None, :]  # (h, w)
-            weights = weights.reshape(-1).to(image_features[image].dtype)
-            pooled.append(weights @ image_features[image] / weights.sum())  # (D,)
+            box = box_fractions(bins.tolist(), n_bins, device=bins.device)
+            pooled.append(pool_box(image_features[image], grids[image], box))
             boxes.append(box)
             targets.append((b, t))
         if not targets:
             return inputs_embeds
-        proj_dtype = next(self.region_proj.parameters()).dtype
-        features = self.region_proj(torch.stack(pooled).to(proj_dtype))  # (R, H)
-        if hasattr(self, "region_geometry"):
-            features = features + self.region_geometry(box_encoding(torch.stack(boxes)).to(proj_dtype))
         samples = [b for b, _ in targets]
-        if hasattr(self, "region_index"):
-            order = torch.tensor([samples[:i].count(b) for i, b in enumerate(samples)], device=features.device)
-            features = features + self.region_index(order.clamp(max=MAX_REGIONS - 1))
+        order = torch.tensor([samples[:i].count(b) for i, b in enumerate(samples)], device=inputs_embeds.device)
+        features = self.region_embeddings(torch.stack(pooled), torch.stack(boxes), order)
         features = features.to(inputs_embeds.dtype)
         rows = torch.tensor(samples, device=inputs_embeds.device)
         cols = torch.tensor([t for _, t in targets], device=inputs_embeds.device)
         inputs_embeds = inputs_embeds.clone()
         inputs_embeds[rows, cols] = features
         return inputs_embeds
+
+    def region_embeddings(self, pooled: torch.Tensor, boxes: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """(R, hidden) region features from (R, D) box-pooled vision features, (R, 4) boxes as
+        fractions and (R,) region orders: the projection, plus the geometry and order terms the
+        config turns on. The vector that replaces a `<region>` embedding (and that the perception
+        warm-up, `workbench.perception`, trains read-outs on)."""
+        proj_dtype = next(self.region_proj.parameters()).dtype
+        features = self.region_proj(pooled.to(proj_dtype))
+        if hasattr(self, "region_geometry"):
+            features = features + self.region_geometry(box_encoding(boxes).to(proj_dtype))
+        if hasattr(self, "region_index"):
+            features = features + self.region_index(order.clamp(max=MAX_REGIONS - 1))
+        return features
 
     def _merged_grids(self, image_features, image_grid_thw, position_ids, runs) -> list[tuple[int, int]]:
         """(rows, cols) of merged image tokens per image: from image_grid_thw in training and plain
@@ -638,6 +643,33 @@ def ordered_embeddings(count: int, width: int, std: float) -> torch.Tensor:
     table[:, 0::2] = torch.sin(index * rates)
     table[:, 1::2] = torch.cos(index * rates)[:, : width // 2]
     return table / table.std() * std
+
+
+def box_fractions(bins: Sequence[int], n_bins: int = NUM_LOC_BINS, device=None) -> torch.Tensor:
+    """(4,) box (x1, y1, x2, y2) as fractions of the image from its location bins: the cells cover
+    from the start of the first bin to the end of the last.
+
+    >>> box_fractions([0, 8, 15, 31], 32).tolist()
+    [0.0, 0.25, 0.5, 1.0]
+    """
+    return (torch.tensor([float(v) for v in bins], device=device) + torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)) / n_bins
+
+
+def pool_box(features: torch.Tensor, grid: tuple[int, int], box: torch.Tensor) -> torch.Tensor:
+    """(D,) mean of one image's (h*w, D) merged-patch features over `box` (fractions), each cell
+    weighted by the share of it the box covers."""
+    h, w = grid
+    weights = _cover(box[1], box[3], h)[:, None] * _cover(box[0], box[2], w)[None, :]  # (h, w)
+    weights = weights.reshape(-1).to(features.dtype)
+    return weights @ features / weights.sum()
+
+
+def region_backbone(model: nn.Module) -> RegionQwen2_5_VLModel:
+    """The `RegionQwen2_5_VLModel` inside `model` (the built-in model, maybe PEFT-wrapped)."""
+    for module in model.modules():
+        if isinstance(module, RegionQwen2_5_VLModel):
+            return module
+    raise ValueError(f"{type(model).__name__} has no region backbone (not the built-in model)")
 
 
 def _cover(lo: torch.Tensor, hi: torch.Tensor, cells: int) -> torch.Tensor:
