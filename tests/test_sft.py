@@ -238,13 +238,16 @@ def test_missing_or_incomplete_datasets_are_clear_errors(smoke_data, tmp_path):
 def test_cli_trains_and_reports_or_fails_clearly(smoke_data, tmp_path, capsys):
     out = tmp_path / "m"
     code = main(["sft", "--data", str(smoke_data), "--out", str(out), "--profile", "smoke", "--max-steps", "1",
-                 "--no-eval", "--blend", "lor_only", "--option-style", "letter_after"])
+                 "--no-eval", "--blend", "lor_only", "--option-style", "letter_after",
+                 "--perception-warmup-steps", "1", "--describe-warmup-steps", "1"])
     assert code == 0 and "1 steps" in capsys.readouterr().out
     summary = sft.read_summary(out)
     assert summary["settings"]["blend"] == "lor_only" and set(summary["examples"]) <= {"region_qa/lor", "general_qa/lor"}
     model, processor = M.load(out)  # the model keeps its option style, and its letters are single tokens
     assert M.prompt_options(model)["option_style"] == "letter_after"
     assert " (B)" in processor.tokenizer.get_vocab()
+    assert summary["perception_warmup"]["steps"] == summary["describe_warmup"]["steps"] == 1
+    assert model.config.workbench_perception_warmup_steps == model.config.workbench_describe_warmup_steps == 1
     assert main(["sft", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     assert "dataset folder" in capsys.readouterr().err
     assert main(["sft", "--data", str(smoke_data), "--out", str(out), "--max-steps", "1"]) == 2

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench import copying, io, schema
+from workbench import copying, io, perception, schema
 from workbench.prompts import OPTION_STYLES
 from workbench.settings import from_preset, trainer_bf16, trainer_report_to
 
@@ -149,6 +149,16 @@ class SFTSettings:
     SFT; 0 = none. Skipped for pretrained VLMs, already warmed models and resumed runs."""
     copy_warmup_batch_size: int = 32
     """Sequences per copy warm-up step (short and text-only: about a fifth of an image example)."""
+    perception_warmup_steps: int = 0
+    """Steps of the region perception warm-up (`workbench.perception`) a fresh built-in model gets
+    before SFT (and before the copy warm-up); 0 = none (every profile: an opt-in, measured in
+    docs/design.md; 800 took 3.5 minutes on 2 cores). Skipped like the copy warm-up."""
+    perception_warmup_images: int = 16
+    """Training images per perception warm-up step (every object of each is a region)."""
+    describe_warmup_steps: int = 0
+    """Steps of the describe warm-up (`perception.describe_warm_up`: write the numbers of marked
+    regions in the traces' words) after the copy warm-up; 0 = none (every profile: an opt-in;
+    600 took 6.5 minutes on 2 cores). Skipped like the copy warm-up."""
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> SFTSettings:
@@ -212,6 +222,11 @@ class SFTSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"max_steps must be a positive number of steps or -1, got {self.max_steps!r}")
+        if self.describe_warmup_steps < 0:
+            raise ValueError(f"describe_warmup_steps must be >= 0, got {self.describe_warmup_steps!r}")
+        if self.perception_warmup_steps < 0 or self.perception_warmup_images < 1:
+            raise ValueError("perception_warmup_steps must be >= 0 and perception_warmup_images >= 1, got "
+                             f"{self.perception_warmup_steps!r} and {self.perception_warmup_images!r}")
         if self.copy_warmup_steps < 0 or self.copy_warmup_batch_size < 1:
             raise ValueError("copy_warmup_steps must be >= 0 and copy_warmup_batch_size >= 1, got "
                              f"{self.copy_warmup_steps!r} and {self.copy_warmup_batch_size!r}")
@@ -660,6 +675,13 @@ def train_sft(
     else:
         model, processor = build_model(dd["train"], settings, model_name_or_path)
     prompting = M.prompt_options(model)
+    seen = None
+    if checkpoint is None and needs_perception_warmup(model, settings):
+        seen = perception.warm_up(model, processor, dd["train"], settings.perception_warmup_steps,
+                                  val_rows=dd["val"] if settings.eval_samples else None,
+                                  batch_images=settings.perception_warmup_images,
+                                  learning_rate=settings.learning_rate, seed=settings.seed,
+                                  log=None if settings.disable_tqdm else _print_perception_log)
     warmup = None
     if checkpoint is None and needs_copy_warmup(model, settings):
         warmup = copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
@@ -667,6 +689,14 @@ def train_sft(
                                  seed=settings.seed, system_style=prompting["system"],
                                  option_style=prompting["option_style"],
                                  log=None if settings.disable_tqdm else _print_copy_log)
+    described = None
+    if checkpoint is None and needs_describe_warmup(model, settings):
+        described = perception.describe_warm_up(
+            model, processor, dd["train"], settings.describe_warmup_steps,
+            val_rows=dd["val"] if settings.eval_samples else None, eval_views=min(settings.eval_samples, 64) or 1,
+            batch_size=settings.per_device_train_batch_size, learning_rate=settings.learning_rate,
+            system=prompting["system"], seed=settings.seed,
+            log=None if settings.disable_tqdm else _print_describe_log)
     train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
                               group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
                               **prompting)
@@ -709,6 +739,8 @@ def train_sft(
         examples=dict(Counter(f"{t}/{p}" for t, p in zip(raw["task"], raw["path"]))),
         num_parameters=sum(p.numel() for p in final.parameters()),
         copy_warmup=warmup,
+        perception_warmup=seen,
+        describe_warmup=described,
         threads=torch.get_num_threads(),
     )
     io.write_json(out / SUMMARY, summary)
@@ -720,6 +752,30 @@ def needs_copy_warmup(model, settings: SFTSettings) -> bool:
     from workbench import model as M
 
     return bool(settings.copy_warmup_steps) and M.is_region_model(model) and not copying.warmed_steps(model)
+
+
+def needs_perception_warmup(model, settings: SFTSettings) -> bool:
+    """True for a built-in model that has not had its perception warm-up, when `settings` asks for one."""
+    from workbench import model as M
+
+    return (bool(settings.perception_warmup_steps) and M.is_region_model(model)
+            and not perception.warmed_steps(model))
+
+
+def needs_describe_warmup(model, settings: SFTSettings) -> bool:
+    """True for a built-in model that has not had its describe warm-up, when `settings` asks for one."""
+    from workbench import model as M
+
+    return (bool(settings.describe_warmup_steps) and M.is_region_model(model)
+            and not getattr(model.config, perception.DESCRIBE_KEY, 0))
+
+
+def _print_describe_log(entry: Mapping[str, Any]) -> None:
+    print(f"describe warm-up step {entry['describe_step']}: loss {entry['describe_loss']:.3f}", flush=True)
+
+
+def _print_perception_log(entry: Mapping[str, Any]) -> None:
+    print(f"perception warm-up step {entry['perception_step']}: loss {entry['perception_loss']:.3f}", flush=True)
 
 
 def _print_copy_log(entry: Mapping[str, Any]) -> None:
@@ -770,6 +826,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides the profile)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    parser.add_argument("--perception-warmup-steps", type=int, default=None,
+                        help="steps of the region perception warm-up of a new built-in model (default 0: off)")
+    parser.add_argument("--describe-warmup-steps", type=int, default=None,
+                        help="steps of the describe warm-up of a new built-in model (default 0: off)")
     parser.add_argument("--no-eval", action="store_true", help="skip the quick greedy evaluation on val")
 
 
@@ -781,6 +841,9 @@ def cli(args: argparse.Namespace) -> int:
         overrides["max_steps"] = args.max_steps
     if args.option_style is not None:
         overrides["option_style"] = args.option_style
+    for name in ("perception_warmup_steps", "describe_warmup_steps"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.no_eval:
