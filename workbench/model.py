@@ -534,7 +534,7 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
                 continue  # plain `<region>` (no coordinates): keep the token embedding
             before = [image for start, image in images_of[b] if start < t]
             image = before[-1] if before else images_of[b][0][1]
-            box = box_fractions(bins.tolist(), n_bins, device=bins.device)
+            box = box_fractions(bins, n_bins)
             pooled.append(pool_box(image_features[image], grids[image], box))
             boxes.append(box)
             targets.append((b, t))
@@ -645,14 +645,15 @@ def ordered_embeddings(count: int, width: int, std: float) -> torch.Tensor:
     return table / table.std() * std
 
 
-def box_fractions(bins: Sequence[int], n_bins: int = NUM_LOC_BINS, device=None) -> torch.Tensor:
+def box_fractions(bins: Sequence[int] | torch.Tensor, n_bins: int = NUM_LOC_BINS, device=None) -> torch.Tensor:
     """(4,) box (x1, y1, x2, y2) as fractions of the image from its location bins: the cells cover
     from the start of the first bin to the end of the last.
 
     >>> box_fractions([0, 8, 15, 31], 32).tolist()
     [0.0, 0.25, 0.5, 1.0]
     """
-    return (torch.tensor([float(v) for v in bins], device=device) + torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)) / n_bins
+    start = torch.as_tensor(bins, dtype=torch.float32, device=device)
+    return (start + torch.tensor([0.0, 0.0, 1.0, 1.0], device=start.device)) / n_bins
 
 
 def pool_box(features: torch.Tensor, grid: tuple[int, int], box: torch.Tensor) -> torch.Tensor:

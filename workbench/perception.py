@@ -82,16 +82,25 @@ def object_targets(row: Mapping[str, Any], obj: Mapping[str, Any]) -> tuple[floa
 def point_box(row: Mapping[str, Any], obj: Mapping[str, Any], image_wh: Sequence[int]) -> tuple[float, ...]:
     """A point region on `obj` as the data draws one: a small square around its projected center,
     pulled inside the object's 2D box (`render.region_for` uses the visible mask, not stored in rows)."""
+    from workbench.scenes import project
+
     w, h = image_wh
-    fx, fy, cx, cy = (float(v) for v in row["intrinsics"])
-    x, y, z = (float(v) for v in obj["center"])
     x1, y1, x2, y2 = (float(v) for v in obj["bbox_2d"])
-    u = fx * x / max(z, 1e-3) + cx
-    v = fy * y / max(z, 1e-3) + cy
+    u, v = (float(c) for c in project(obj["center"], row["intrinsics"]))
     u = min(max(u, x1), max(x2 - 1, x1))
     v = min(max(v, y1), max(y2 - 1, y1))
     s = max(2, w // 28)
     return (max(u - s, 0.0), max(v - s, 0.0), min(u + s + 1, w), min(v + s + 1, h))
+
+
+def _view_key(row: Mapping[str, Any]) -> tuple:
+    """What tells one rendered view from another: its scene and its camera pose."""
+    return row["scene_id"], tuple(np.round(np.asarray(row["camera_to_world"], dtype=np.float64), 4).ravel())
+
+
+def _has_box(obj: Mapping[str, Any]) -> bool:
+    x1, y1, x2, y2 = obj["bbox_2d"]
+    return x2 > x1 and y2 > y1
 
 
 def collect(rows, max_images: int = 0):
@@ -99,16 +108,13 @@ def collect(rows, max_images: int = 0):
     and a `RegionTarget` per object with a 2D box."""
     images, targets, seen = [], [], set()
     for row in rows:
-        key = (row["scene_id"], tuple(np.round(np.asarray(row["camera_to_world"], dtype=np.float64), 4).ravel()))
+        key = _view_key(row)
         if key in seen or not row["objects"]:
             continue
         seen.add(key)
         image = row["image"].convert("RGB")
-        for obj in row["objects"]:
-            x1, y1, x2, y2 = obj["bbox_2d"]
-            if x2 <= x1 or y2 <= y1:
-                continue
-            targets.append(RegionTarget(len(images), (float(x1), float(y1), float(x2), float(y2)),
+        for obj in filter(_has_box, row["objects"]):
+            targets.append(RegionTarget(len(images), tuple(float(b) for b in obj["bbox_2d"]),
                                         point_box(row, obj, image.size), obj["color"], obj["category"],
                                         object_targets(row, obj)))
         images.append(image)
@@ -300,7 +306,7 @@ def describe_example(row: Mapping[str, Any], rng: random.Random, max_regions: in
     from workbench.questions import fmt
     from workbench.scenes import project
 
-    objects = [o for o in row["objects"] if o["bbox_2d"][2] > o["bbox_2d"][0] and o["bbox_2d"][3] > o["bbox_2d"][1]]
+    objects = list(filter(_has_box, row["objects"]))
     if not objects:
         raise ValueError(f"row {row.get('id', '?')!r} has no object with a 2D box to describe")
     image = row["image"].convert("RGB")
@@ -369,7 +375,7 @@ def clean_views(rows, limit: int = 0) -> list[Mapping[str, Any]]:
     for row in rows:
         if row["task"] not in ("general_qa", "caption") or not row["objects"]:
             continue
-        key = (row["scene_id"], tuple(np.round(np.asarray(row["camera_to_world"], dtype=np.float64), 4).ravel()))
+        key = _view_key(row)
         if key in seen:
             continue
         seen.add(key)
@@ -439,7 +445,7 @@ def describe_warm_up(model, processor, train_rows, steps: int, val_rows=None, ba
         if log is not None and (step % log_every == 0 or step == steps):
             log({"describe_step": step, "describe_loss": float(np.mean(losses[-log_every:]))})
     after = number_accuracy(model, processor, val_rows, eval_views, system=system) if val_rows is not None else None
-    setattr(model.config, DESCRIBE_KEY, int(getattr(model.config, DESCRIBE_KEY, 0) or 0) + steps)
+    setattr(model.config, DESCRIBE_KEY, described_steps(model) + steps)
     return {
         "steps": steps,
         "batch_size": batch_size,
@@ -450,3 +456,8 @@ def describe_warm_up(model, processor, train_rows, steps: int, val_rows=None, ba
         "accuracy_after": after,
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
+
+
+def described_steps(model) -> int:
+    """Describe warm-up steps `model` has had (0 for a fresh or pretrained model)."""
+    return int(getattr(model.config, DESCRIBE_KEY, 0) or 0)

@@ -767,7 +767,7 @@ def needs_describe_warmup(model, settings: SFTSettings) -> bool:
     from workbench import model as M
 
     return (bool(settings.describe_warmup_steps) and M.is_region_model(model)
-            and not getattr(model.config, perception.DESCRIBE_KEY, 0))
+            and not perception.described_steps(model))
 
 
 def _print_describe_log(entry: Mapping[str, Any]) -> None:
