@@ -284,6 +284,27 @@ def test_profiles():
     assert (gpu.num_scenes, gpu.image_size, gpu.seed, gpu.profile) == (20000, 224, 5, "gpu")
     with pytest.raises(ValueError, match="general_fraction"):
         data.DataSettings.from_profile("smoke", general_fraction=1.5)
+    with pytest.raises(ValueError, match="trace_style must be one of .* got 'words'"):
+        data.DataSettings.from_profile("smoke", trace_style="words")
+
+
+def test_trace_style_reaches_the_targets(tmp_path):
+    """`--trace-style verdict_first` changes only comparison targets, by their opening verdict."""
+    argv = ["data", "--num-scenes", "4", "--questions-per-scene", "6", "--seed", "2", "--no-progress"]
+    assert cli.main([*argv, "--out", str(tmp_path / "n")]) == 0
+    assert cli.main([*argv, "--out", str(tmp_path / "v"), "--trace-style", "verdict_first"]) == 0
+    plain, verdict = (data.load_dataset_dir(tmp_path / k)["train"] for k in ("n", "v"))
+    assert data.read_data_card(tmp_path / "v")["settings"]["trace_style"] == "verdict_first"
+    changed = 0
+    for a, b in zip(plain.select_columns(["category", "lor_target", "dtr_target"]),
+                    verdict.select_columns(["category", "lor_target", "dtr_target"])):
+        if a["lor_target"] != b["lor_target"]:
+            changed += 1
+            assert re.match(r"<think>(The .+ versus the .+|Closest to the .+): [a-z ]+\. ", b["lor_target"])
+            assert b["lor_target"].endswith(a["lor_target"].removeprefix("<think>").split("</think>")[1])
+        else:
+            assert a["dtr_target"] == b["dtr_target"]
+    assert changed > 0
 
 
 def test_png_images_decode(rows):

@@ -296,3 +296,36 @@ def test_numeric_steps_by_hand():
     assert value == "0.50" and "sqrt(0.2500) = 0.50" in text
     text, value = traces.numeric_steps("camera_distance", [[0.3, 0.4, 1.2]], C2W)
     assert value == "1.30"
+
+
+def test_verdict_first_opens_comparisons_with_the_chosen_word_and_keeps_the_evidence(rows):
+    seen = Counter()
+    for r in rows:
+        lor, dtr = traces.lor_target(r, None, "verdict_first"), traces.dtr_target(r, None, "verdict_first")
+        plain_lor, plain_dtr = traces.lor_target(r, None), traces.dtr_target(r, None)
+        head = traces.verdict(r)
+        if head is None:  # counts, existence, numbers: unchanged
+            assert (lor, dtr) == (plain_lor, plain_dtr)
+            assert r["category"] not in (*traces.COMPARISONS, "closest_to")
+            continue
+        seen[r["task"], r["category"]] += 1
+        word = r["choices"][Q.LETTERS.index(r["answer"])]
+        labels = Q.role_labels(r)
+        assert head.endswith(f": {'the ' if r['category'] == 'closest_to' else ''}{word}.")
+        assert labels[0] in head and (r["category"] == "closest_to" or labels[1] in head)
+        # the verdict opens <think> on both paths, and the rest is the numbers-first trace verbatim
+        assert lor == plain_lor.replace("<think>", f"<think>{head} ", 1)
+        assert dtr == plain_dtr.replace("</detect>\n<think>", f"</detect>\n<think>{head} ", 1)
+        assert LOR.fullmatch(lor) and DTR.fullmatch(dtr)
+    assert {c for t, c in seen if t == "region_qa"} == {*traces.COMPARISONS, "closest_to"}
+    assert {t for t, c in seen} == {"region_qa", "general_qa"}
+
+
+def test_verdict_of_a_hand_made_row_and_a_bad_style():
+    a, b = _obj((-1, 0, 0.2)), _obj((1, 0, 0.2))
+    row = dict(_row("left_right", [a, b], ["red box", "blue point"], ("left", "right")),
+               answer="A", answer_type="choice")
+    assert traces.verdict(row) == "The red box versus the blue point: left."
+    assert traces.lor_target(row, None, "verdict_first").startswith("<think>The red box versus the blue point: left. ")
+    with pytest.raises(ValueError, match="unknown trace style 'verdict'"):
+        traces.lor_target(row, None, "verdict")

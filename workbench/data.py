@@ -78,6 +78,9 @@ class DataSettings:
     """An object in a question is at least this unoccluded."""
     point_fraction: float = 0.5
     """Share of regions drawn as a point (the rest as a box)."""
+    trace_style: str = "numbers_first"
+    """Order of the reasoning in comparison targets (`traces.STYLES`): "numbers_first" (evidence,
+    then the conclusion) or "verdict_first" (the verdict in the option's word, then the evidence)."""
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> DataSettings:
@@ -121,6 +124,10 @@ class DataSettings:
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+        from workbench.traces import STYLES
+
+        if self.trace_style not in STYLES:
+            raise ValueError(f"trace_style must be one of {STYLES}, got {self.trace_style!r}")
         if self.val_fraction + self.test_fraction + self.ood_fraction >= 1.0:
             raise ValueError(
                 "val_fraction + test_fraction + ood_fraction must be below 1 (train needs scenes)"
@@ -274,8 +281,8 @@ def scene_rows(settings: DataSettings, split: str, index: int) -> list[dict]:
             "dtr_target": item.get("target", ""),
         }
         if item["task"] in schema.QA_TASKS:
-            row["lor_target"] = traces.lor_target(row, text_rng)
-            row["dtr_target"] = traces.dtr_target(row, text_rng)
+            row["lor_target"] = traces.lor_target(row, text_rng, settings.trace_style)
+            row["dtr_target"] = traces.dtr_target(row, text_rng, settings.trace_style)
         rows.append(row)
     return rows
 
@@ -629,6 +636,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="master seed (default 0)")
     parser.add_argument("--image-size", type=int, default=None, help="image side in pixels (profile default)")
     parser.add_argument("--questions-per-scene", type=int, default=None, help="question rows per scene")
+    parser.add_argument("--trace-style", default=None, choices=("numbers_first", "verdict_first"),
+                        help="order of the reasoning in comparison targets (profile default)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes; 0 = all cores")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -637,7 +646,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def cli(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k)
-        for k in ("num_scenes", "seed", "image_size", "questions_per_scene")
+        for k in ("num_scenes", "seed", "image_size", "questions_per_scene", "trace_style")
         if getattr(args, k) is not None
     }
     settings = DataSettings.from_profile(args.profile, **overrides)

@@ -10,6 +10,13 @@ step by step; `questions` only keeps numeric questions where that written arithm
 the true 2-decimal answer, so a trace never contradicts its own numbers. Targets stay short
 (a tiny model learns them on a CPU) and use a few fixed templates. Taught in
 `notebooks/01_build_data.ipynb`.
+
+Two styles (`STYLES`, `DataSettings.trace_style`): `numbers_first` states the evidence and
+concludes; `verdict_first` opens the reasoning of a comparison (two regions, or the closest of
+several) with the verdict in the option's own word, "The green point versus the magenta point:
+right.", then gives the same evidence. The verdict is one decision read off the two regions,
+where the numbers before a conclusion are several digit read-outs that a small model writes
+near their mean (issue #3).
 """
 
 from __future__ import annotations
@@ -142,6 +149,12 @@ def numeric_steps(category: str, centers: Sequence[Sequence[float]], camera_to_w
 
 # ----------------------------------------------------------------------------- targets
 
+STYLES = ("numbers_first", "verdict_first")
+"""How the reasoning of a comparison is ordered: evidence then conclusion, or verdict first."""
+
+COMPARISONS = ("left_right", "above_below", "front_behind", "bigger_smaller", "taller_shorter", "wider_thinner")
+"""Choice categories that compare two regions (the verdict is the chosen option's word)."""
+
 
 def _roles(row: Mapping[str, Any]):
     idx = Q.roles(row)
@@ -157,6 +170,32 @@ def _option(row: Mapping[str, Any]) -> str:
     """`right (B)`: the chosen option's text and letter."""
     letter = row["answer"]
     return f"{row['choices'][Q.LETTERS.index(letter)]} ({letter})"
+
+
+def verdict(row: Mapping[str, Any]) -> str | None:
+    """The opening verdict of a `verdict_first` trace, or None where the style changes nothing.
+
+    "The green point versus the magenta point: right." for a comparison of two regions (or of two
+    described objects in a general question), "Closest to the blue box: the red box." for
+    `closest_to`; None for counts, existence and numbers.
+    """
+    if row.get("answer_type") != "choice":
+        return None
+    cat = row["category"]
+    if cat not in COMPARISONS and cat != "closest_to":
+        return None
+    labels = Q.role_labels(row)
+    word = row["choices"][Q.LETTERS.index(row["answer"])]
+    if cat == "closest_to":
+        return f"Closest to the {labels[0]}: the {word}."
+    return f"The {labels[0]} versus the {labels[1]}: {word}."
+
+
+def _styled(row: Mapping[str, Any], think: str, style: str) -> str:
+    if style not in STYLES:
+        raise ValueError(f"unknown trace style {style!r}; choose one of {STYLES}")
+    head = verdict(row) if style == "verdict_first" else None
+    return f"{head} {think}" if head else think
 
 
 def _lor_name(row: Mapping[str, Any], obj: Mapping[str, Any], label: str) -> str:
@@ -192,9 +231,9 @@ def _world_parts(cams: Sequence[Any], c2w: Any) -> tuple[float, float, float]:
     return abs(float(d @ right)), abs(float(d[2])), abs(float(d @ fwd))
 
 
-def lor_target(row: Mapping[str, Any], rng: np.random.Generator | None = None) -> str:
-    """`<think>..</think>\\n<answer>..</answer>` for a region_qa / general_qa row."""
-    return lor(lor_think(row, rng), row["answer"])
+def lor_target(row: Mapping[str, Any], rng: np.random.Generator | None = None, style: str = "numbers_first") -> str:
+    """`<think>..</think>\\n<answer>..</answer>` for a region_qa / general_qa row, in `style`."""
+    return lor(_styled(row, lor_think(row, rng), style), row["answer"])
 
 
 def lor_think(row: Mapping[str, Any], rng: np.random.Generator | None = None) -> str:
@@ -284,8 +323,8 @@ def _general_only_think(row: Mapping[str, Any], rng) -> str:
     return f"I see: {seen}. There {verdict} {target}, so the answer is {opt}."
 
 
-def dtr_target(row: Mapping[str, Any], rng: np.random.Generator | None = None) -> str:
-    """`<detect>..</detect>\\n<think>..</think>\\n<answer>..</answer>` for a question row."""
+def dtr_target(row: Mapping[str, Any], rng: np.random.Generator | None = None, style: str = "numbers_first") -> str:
+    """`<detect>..</detect>\\n<think>..</think>\\n<answer>..</answer>` for a question row, in `style`."""
     cat, ans = row["category"], row["answer"]
     if cat in ("count", "exists"):
         color, name = Q.parse_target(row["question"], cat)
@@ -296,7 +335,7 @@ def dtr_target(row: Mapping[str, Any], rng: np.random.Generator | None = None) -
         return dtr(boxes, f"{verdict}, so the answer is {_option(row)}.", ans)
     _, objs, labels = _roles(row)
     boxes = [box3d(o["center"], o["name"], lab) for o, lab in zip(objs, labels)]
-    return dtr(boxes, dtr_think(row, rng), ans)
+    return dtr(boxes, _styled(row, dtr_think(row, rng), style), ans)
 
 
 def dtr_think(row: Mapping[str, Any], rng: np.random.Generator | None = None) -> str:
