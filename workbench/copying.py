@@ -10,17 +10,11 @@ choice accuracy stayed at chance even where the reasoning was right. Copying is 
 language model alone, so it can be taught on short text-only sequences that cost a fraction of
 an image example, with every target token a copy:
 
-- repeat: "Repeat: w1 w2 ... wk" -> " w1 w2 ... wk" (3-8 words);
+- repeat: "Repeat: w1 w2 ... wk" -> "w1 w2 ... wk" (3-8 words);
 - look up: "Which option is w?" with 2-4 options listed in the model's option style ("A. w1"
-  or "- w1 (A)", `prompts.OPTION_STYLES`) -> " w (L)", L the letter of w's line: the letter must
+  or "- w1 (A)", `prompts.OPTION_STYLES`) -> "w (L)", L the letter of w's line: the letter must
   be read off the options (the question names only w). Replies are bare: runs whose replies
   began with a fixed prefix lost most of their label copying after SFT (docs/design.md).
-
-Every reply word keeps its leading space, so it is the very token of the prompt (" cones"), as
-in a trace's "so the answer is cones (B)". Written without it at the start of the reply, most
-words split into other tokens ("cone", "s": 188 of 228 words of the default tokenizer), and the
-look-up cannot be a copy of the token that follows the match: with such replies the letter
-stayed at 0.35-0.36, always "A", in every default-profile run (issue #3).
 
 Words are whole-word tokens of the model's own tokenizer, drawn at random, so no shortcut of
 the SFT data (fixed option pairs, the question's word order) can stand in for the copy.
@@ -77,12 +71,12 @@ def make_example(rng: random.Random, words: list[str], tokenizer, system_style: 
     look-up options are listed in `option_style` (`prompts.OPTION_STYLES`)."""
     if rng.random() < 0.5:
         picked = rng.sample(words, rng.randint(3, 8))
-        task, question, reply = "repeat", "Repeat:" + "".join(picked), "".join(picked)
+        task, question, reply = "repeat", "Repeat:" + "".join(picked), "".join(picked).strip()
     else:
         picked = rng.sample(words, rng.randint(2, len(LETTERS)))
         k = rng.randrange(len(picked))
         options = prompts.option_lines([w.strip() for w in picked], option_style)
-        task, question, reply = "lookup", f"Which option is{picked[k]}?\n{options}", f"{picked[k]} ({LETTERS[k]})"
+        task, question, reply = "lookup", f"Which option is{picked[k]}?\n{options}", f"{picked[k].strip()} ({LETTERS[k]})"
     messages = [
         {"role": "system", "content": [{"type": "text", "text": prompts.system_prompt("plain", system_style)}]},
         {"role": "user", "content": [{"type": "text", "text": question}]},
