@@ -211,6 +211,7 @@ def test_workers_do_not_change_the_result(tmp_path):
         (["--num-scenes", "2"], "num_scenes must be at least 4"),
         (["--questions-per-scene", "-1"], "questions_per_scene must be a non-negative integer, got -1"),
         (["--workers", "-2"], "--workers must be >= 0"),
+        (["--categories", "up_down"], "unknown question categories ['up_down']"),
     ],
 )
 def test_bad_arguments_write_nothing(tmp_path, capsys, argv, message):
@@ -305,6 +306,23 @@ def test_trace_style_reaches_the_targets(tmp_path):
         else:
             assert a["dtr_target"] == b["dtr_target"]
     assert changed > 0
+
+
+def test_categories_focus_a_build(tmp_path):
+    """`--categories` asks only the named relations, on every split and for both tasks."""
+    out = tmp_path / "focus"
+    assert cli.main(["data", "--out", str(out), "--num-scenes", "6", "--questions-per-scene", "6", "--seed", "1",
+                     "--categories", "left_right, count", "--general-fraction", "0.5", "--blend-per-scene", "0",
+                     "--no-progress"]) == 0
+    dd = data.load_dataset_dir(out)
+    seen = {(t, c) for split in dd.values() for t, c in zip(split["task"], split["category"])}
+    assert seen == {("region_qa", "left_right"), ("general_qa", "left_right"), ("general_qa", "count")}
+    assert data.read_data_card(out)["settings"]["categories"] == ["left_right", "count"]
+    with pytest.raises(ValueError, match=r"unknown question categories \['left_rigth'\]"):
+        data.DataSettings.from_profile("smoke", categories="left_rigth")
+    with pytest.raises(ValueError, match=r"categories \['count'\] have no region questions"):
+        data.DataSettings.from_profile("smoke", categories=("count",))
+    assert data.DataSettings.from_profile("smoke", categories=("count",), general_fraction=1.0).categories == ("count",)
 
 
 def test_png_images_decode(rows):

@@ -81,6 +81,9 @@ class DataSettings:
     trace_style: str = "numbers_first"
     """Order of the reasoning in comparison targets (`traces.STYLES`): "numbers_first" (evidence,
     then the conclusion) or "verdict_first" (the verdict in the option's word, then the evidence)."""
+    categories: tuple[str, ...] = ()
+    """Question categories to ask (SPEC section 6 names); empty = all of them. Every split gets the
+    same subset: a focused build for probes and curricula (`--categories left_right,front_behind`)."""
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> DataSettings:
@@ -88,6 +91,20 @@ class DataSettings:
         settings = from_preset(cls, PROFILES, name, overrides, label="data")
         settings.validate()
         return settings
+
+    def _validate_categories(self) -> None:
+        from workbench import questions
+
+        self.categories = _split_names(self.categories)
+        unknown = [c for c in self.categories if c not in questions.GENERAL_CATEGORIES]
+        if unknown:
+            raise ValueError(f"unknown question categories {unknown}; choose from {questions.GENERAL_CATEGORIES}")
+        if not self.categories:
+            return
+        n_general = round(self.questions_per_scene * self.general_fraction)
+        if self.questions_per_scene - n_general and not set(self.categories) & set(questions.REGION_CATEGORIES):
+            raise ValueError(f"categories {list(self.categories)} have no region questions; "
+                             "add one of them or set general_fraction=1")
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value."""
@@ -128,6 +145,7 @@ class DataSettings:
 
         if self.trace_style not in STYLES:
             raise ValueError(f"trace_style must be one of {STYLES}, got {self.trace_style!r}")
+        self._validate_categories()
         if self.val_fraction + self.test_fraction + self.ood_fraction >= 1.0:
             raise ValueError(
                 "val_fraction + test_fraction + ood_fraction must be below 1 (train needs scenes)"
@@ -233,6 +251,7 @@ def scene_rows(settings: DataSettings, split: str, index: int) -> list[dict]:
         n_general,
         list(render.MARK_COLORS),
         settings.point_fraction,
+        categories=settings.categories or None,
     )
     if split == "train":
         items += _blend_items(
@@ -620,6 +639,12 @@ def load_dataset_dir(path: str | os.PathLike):
     return dd
 
 
+def _split_names(value: Any) -> tuple[str, ...]:
+    """A comma-separated string or a sequence of names, as a tuple of stripped names."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(v).strip() for v in items if str(v).strip())
+
+
 def read_data_card(path: str | os.PathLike) -> dict:
     return json.loads((Path(path) / DATA_CARD).read_text())
 
@@ -638,6 +663,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--questions-per-scene", type=int, default=None, help="question rows per scene")
     parser.add_argument("--trace-style", default=None, choices=("numbers_first", "verdict_first"),
                         help="order of the reasoning in comparison targets (profile default)")
+    parser.add_argument("--categories", default=None,
+                        help="comma-separated question categories to ask (default: all), e.g. left_right,front_behind")
+    parser.add_argument("--general-fraction", type=float, default=None,
+                        help="share of a scene's questions that are general, without regions (profile default)")
+    parser.add_argument("--blend-per-scene", type=int, default=None,
+                        help="grounding and caption rows per train scene (profile default)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes; 0 = all cores")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -646,7 +677,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def cli(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k)
-        for k in ("num_scenes", "seed", "image_size", "questions_per_scene", "trace_style")
+        for k in ("num_scenes", "seed", "image_size", "questions_per_scene", "trace_style", "categories",
+                  "general_fraction", "blend_per_scene")
         if getattr(args, k) is not None
     }
     settings = DataSettings.from_profile(args.profile, **overrides)

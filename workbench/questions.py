@@ -379,6 +379,7 @@ def generate(
     n_general: int,
     mark_colors: Sequence[str],
     point_fraction: float = 0.5,
+    categories: Sequence[str] | None = None,
 ) -> list[dict]:
     """Questions on one view.
 
@@ -387,6 +388,7 @@ def generate(
       general questions only name descriptions unique among the visible objects, and count /
       exists only ask where no partly visible (unusable) object could change the answer.
     vocabulary: (shape categories, colors) of the domain, for `exists` questions that answer no.
+    categories: ask only these (None = all); a task none of them belongs to gets no questions.
     Returns dicts with task, category, question, answer_type, answer, choices, path,
     regions [{label, kind, object_index}] and centers {label: center}.
     """
@@ -395,6 +397,10 @@ def generate(
         ("region_qa", n_region, REGION_CATEGORIES),
         ("general_qa", n_general, GENERAL_CATEGORIES),
     ):
+        if categories is not None:
+            cats = tuple(c for c in cats if c in categories)
+            if not cats:
+                continue
         offset = int(rng.integers(len(cats)))
         for j in range(n):
             # Round-robin over categories from a random start keeps them balanced overall; a
