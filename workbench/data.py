@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from workbench import io, schema
-from workbench.settings import from_preset
+from workbench.settings import as_names, from_preset
 
 DATA_CARD = "data_card.json"
 FORMAT = "srreal-workbench-dataset-1"
@@ -92,17 +92,21 @@ class DataSettings:
         settings.validate()
         return settings
 
+    @property
+    def general_questions(self) -> int:
+        """How many of a scene's `questions_per_scene` are general (the rest ask about regions)."""
+        return round(self.questions_per_scene * self.general_fraction)
+
     def _validate_categories(self) -> None:
         from workbench import questions
 
-        self.categories = _split_names(self.categories)
+        self.categories = as_names(self.categories)
         unknown = [c for c in self.categories if c not in questions.GENERAL_CATEGORIES]
         if unknown:
             raise ValueError(f"unknown question categories {unknown}; choose from {questions.GENERAL_CATEGORIES}")
         if not self.categories:
             return
-        n_general = round(self.questions_per_scene * self.general_fraction)
-        if self.questions_per_scene - n_general and not set(self.categories) & set(questions.REGION_CATEGORIES):
+        if self.questions_per_scene - self.general_questions and not set(self.categories) & set(questions.REGION_CATEGORIES):
             raise ValueError(f"categories {list(self.categories)} have no region questions; "
                              "add one of them or set general_fraction=1")
 
@@ -241,7 +245,7 @@ def scene_rows(settings: DataSettings, split: str, index: int) -> list[dict]:
         for i, o in enumerate(scene.objects)
     ]
     geometry = {"objects": objects, "camera_to_world": c2w, "intrinsics": intr, "width": settings.image_size}
-    n_general = round(settings.questions_per_scene * settings.general_fraction)
+    n_general = settings.general_questions
     items = questions.generate(
         question_rng,
         geometry,
@@ -637,12 +641,6 @@ def load_dataset_dir(path: str | os.PathLike):
         if missing:
             raise ValueError(f"{p}: split {split!r} lacks columns {missing}")
     return dd
-
-
-def _split_names(value: Any) -> tuple[str, ...]:
-    """A comma-separated string or a sequence of names, as a tuple of stripped names."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(str(v).strip() for v in items if str(v).strip())
 
 
 def read_data_card(path: str | os.PathLike) -> dict:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import io, metrics, rewards, schema
-from workbench.settings import from_preset
+from workbench.settings import as_names, from_preset
 
 PROFILES = ("smoke", "default", "gpu")
 BASELINES = ("chance", "language_prior", "oracle")
@@ -98,9 +98,9 @@ class EvalSettings:
         return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
-        self.splits = _as_tuple(self.splits)
-        self.paths = _as_tuple(self.paths)
-        self.baselines = _as_tuple(self.baselines)
+        self.splits = as_names(self.splits)
+        self.paths = as_names(self.paths)
+        self.baselines = as_names(self.baselines)
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose one of {PROFILES}")
         for split in self.splits:
@@ -130,12 +130,6 @@ class EvalSettings:
             center_scale=self.center_scale,
             detect_denominator=self.detect_denominator,
         )
-
-
-def _as_tuple(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [v for v in value.split(",")]
-    return tuple(str(v).strip() for v in value if str(v).strip())
 
 
 @dataclass

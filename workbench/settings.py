@@ -3,7 +3,8 @@
 Each stage (data, model, sft, grpo, evaluate) has one flat settings dataclass and a table of
 named presets (`smoke`, `default`, `gpu`); this builds an instance from a preset plus field
 overrides, refusing unknown profile and field names with a message that names them.
-`trainer_bf16` and `trainer_report_to` resolve the `None` / "auto" values the SFT and GRPO
+`as_names` reads a list setting given as "a,b" or as a sequence. `trainer_bf16` and
+`trainer_report_to` resolve the `None` / "auto" values the SFT and GRPO
 settings share into what the HF trainers take.
 """
 
@@ -53,6 +54,18 @@ def trainer_bf16(value: bool | None) -> bool:
     import torch
 
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def as_names(value: Any) -> tuple[str, ...]:
+    """A comma-separated string or a sequence of names, as a tuple of stripped, non-empty names.
+
+    >>> as_names("val, test,")
+    ('val', 'test')
+    >>> as_names(["lor", " dtr"])
+    ('lor', 'dtr')
+    """
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(v).strip() for v in items if str(v).strip())
 
 
 def trainer_report_to(value: str) -> str | list[str]:
