@@ -282,6 +282,9 @@ def test_profiles():
     default = data.DataSettings.from_profile("default")
     gpu = data.DataSettings.from_profile("gpu", seed=5)
     assert (default.num_scenes, default.image_size) == (1500, 112)
+    assert (default.categories, default.general_fraction, default.blend_per_scene) == (data.DEFAULT_CATEGORIES, 0, 0)
+    every = data.DataSettings.from_profile("default", categories="all")
+    assert every.categories == () and data.DataSettings.from_profile("smoke").categories == ()
     assert (gpu.num_scenes, gpu.image_size, gpu.seed, gpu.profile) == (20000, 224, 5, "gpu")
     with pytest.raises(ValueError, match="general_fraction"):
         data.DataSettings.from_profile("smoke", general_fraction=1.5)

@@ -65,7 +65,7 @@ BLENDS: dict[str, dict[str, tuple[str, ...]]] = {
 """Cold-start mixtures: `paths` each QA row is trained on (one example per path), `tasks` kept."""
 
 COPY_WARMUP_STEPS = 2500
-"""Copy warm-up of the default and gpu profiles: about 9 minutes on 2 CPU cores (issue #3)."""
+"""Copy warm-up of the default and gpu profiles: 5-9 minutes on 2 CPU cores (issue #3)."""
 
 REQUIRED_COLUMNS = ("id", "task", "image", "regions", "question", "category", "answer_type", "answer",
                     "choices", "path", "centers", "lor_target", "dtr_target")
@@ -179,18 +179,21 @@ class SFTSettings:
                 copy_warmup_steps=4,
                 copy_warmup_batch_size=8,
             ),
-            # the real small run on 2 CPU cores: 2,400 steps of 8 (19,200 examples, about one pass
-            # over the default data's 19,950) take ~22 minutes (measured: issue #3). lr 1e-3, not
-            # 2e-3: on a left/right probe set it halved the loss gap and learned the tens digits
-            # of positions (teacher-forced 0.54 vs 0.24)
+            # the real small run on 2 CPU cores, on the default data (three relations, region
+            # questions, both paths): 3,600 steps of 8 are 1.7 passes over its 16,800 examples,
+            # ~4,800 per relation and path, 18 minutes after the 5-minute copy warm-up (measured:
+            # issue #3). `letter_after` options make the answer letter a copy of the trace's
+            # conclusion. lr 1e-3, not 2e-3: on a left/right probe set it halved the loss gap and
+            # learned the tens digits of positions (teacher-forced 0.54 vs 0.24)
             "default": dict(
-                max_steps=2400,
+                max_steps=3600,
                 per_device_train_batch_size=8,
                 learning_rate=1e-3,
                 logging_steps=25,
                 save_steps=600,
                 eval_samples=96,
                 copy_warmup_steps=COPY_WARMUP_STEPS,
+                option_style="letter_after",
             ),
             # one GPU: more data and steps, or a pretrained VLM with LoRA
             "gpu": dict(
