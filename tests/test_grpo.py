@@ -288,16 +288,28 @@ def test_alarms_of_a_resumed_run_remember_its_start():
 # ----------------------------------------------------------------------------- prompts
 
 
+def test_doctests():
+    import doctest
+
+    assert doctest.testmod(grpo).failed == 0
+
+
 def test_prompt_dataset_keeps_qa_rows_and_sets_paths(smoke_data):
     from workbench.data import load_dataset_dir
 
     train = load_dataset_dir(smoke_data)["train"]
     qa = [r for r in train.select_columns(["task", "path"]) if r["task"] in ("region_qa", "general_qa")]
     joint = grpo.prompt_dataset(train, GRPOSettings(), region_coords=True)
-    assert len(joint) == len(qa) and set(joint["task"]) <= {"region_qa", "general_qa"}
-    assert joint["path"] == [r["path"] for r in qa]
+    # joint: a region question once per path, a general one on its own path
+    expected = [(r["task"], p) for r in qa for p in (("lor", "dtr") if r["task"] == "region_qa" else (r["path"],))]
+    assert list(zip(joint["task"], joint["path"])) == expected
+    assert {"lor", "dtr"} <= set(joint["path"]) and set(joint["task"]) == {"region_qa", "general_qa"}
+    first = joint["task"].index("region_qa")
+    pair = list(joint.select([first, first + 1]))
+    assert pair[0]["id"] == pair[1]["id"] and [p["path"] for p in pair] == ["lor", "dtr"]
+    assert pair[0]["prompt"][0]["content"][0]["text"] == prompts.SYSTEM_LOR
     assert "prompt" in joint.column_names and "depth" not in joint.column_names
-    row = next(r for r in joint if r["task"] == "region_qa")
+    row = next(r for r in joint if r["task"] == "region_qa" and r["path"] == "dtr")
     system, user = row["prompt"][0]["content"][0]["text"], row["prompt"][1]["content"]
     assert system == prompts.SYSTEM_DTR and user[0]["type"] == "image" and "<|loc_" in user[1]["text"]
     forced = grpo.prompt_dataset(train, GRPOSettings(paths="lor", max_prompts=5), region_coords=False)
