@@ -185,7 +185,7 @@ class GRPOSettings:
                 num_sample_completions=2,
                 alarm_window=3,
             ),
-            # the real small run on 2 CPU cores: 400 steps of 4 prompt groups, ~15 minutes (issue #4).
+            # the real small run on 2 CPU cores: 400 steps of 4 prompt groups, ~20 minutes (issue #4).
             # 40 steps moved nothing; 300 LOR steps took a focused SFT model from 0.80 to 0.95 (val).
             # The paper's temperature 1.0 and a 2e-4 learning rate broke the 3M-parameter model's DTR
             # format in sampling and drifted away from the SFT policy (KL 0.14 after 60 steps, reward

@@ -40,9 +40,9 @@ a metric has no rows to average over):
   prompt at all, and moves before accuracy can: a model that writes the same labels whatever
   the question says scores near the chance of guessing them.
 - `top_letter_share`: over choice rows whose answer is a letter, the share of the most common
-  letter. Set it beside the truths' own (the `language_prior` baseline answers the most common
-  truth letter): a model that answers one letter whatever the question asks scores near 1
-  (the default GRPO run from a model at chance: 0.93-1.00 on greedy answers, issue #4).
+  letter. Set it beside the truths' own (the `oracle` baseline's): a model that answers one
+  letter whatever the question asks scores near 1 (GRPO from an SFT model at chance on the full
+  blend: 0.93-1.00 on greedy answers, issue #4).
 - stated option: the last `TEXT (L)` in a choice completion whose TEXT is one of the row's
   options (the trace form `so the answer is right (B)`); `stated_option`.
 - `option_accuracy`: over choice rows that state an option, the share whose TEXT is the true
