@@ -116,3 +116,20 @@ def test_from_skips_finished_stages(smoke_run):
     manifest = run_mod.run(RunSettings(out=str(out), from_stage="traces"), progress=False)
     assert os.path.getmtime(data_copy) == mtime
     assert manifest["stages"]["traces"]["status"] == "done"
+
+
+def test_notebooks_run_on_the_default_profile_data_shape(tmp_path):
+    """The `default` profile's data (three relations, region questions only, no blend rows, no numeric
+    questions) at smoke size: every notebook copes with what such a build lacks."""
+    from workbench.data import DEFAULT_CATEGORIES, load_dataset_dir
+
+    shape = {"categories": ",".join(DEFAULT_CATEGORIES), "general_fraction": 0.0, "blend_per_scene": 0}
+    out = tmp_path / "run"
+    manifest = run_mod.run(RunSettings(profile="smoke", out=str(out), params={"stages": {"data": shape}}),
+                           progress=False)
+    assert all(s["status"] == "done" for s in manifest["stages"].values())
+    train = load_dataset_dir(out / "data")["train"]
+    assert set(train["task"]) == {"region_qa"} and set(train["category"]) == set(DEFAULT_CATEGORIES)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {m["category"] for m in metrics} == {"all", *DEFAULT_CATEGORIES}
+    assert all(m["number_mra"] is None for m in metrics)
