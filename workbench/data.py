@@ -101,7 +101,8 @@ class DataSettings:
     def _validate_categories(self) -> None:
         from workbench import questions
 
-        self.categories = () if as_names(self.categories) == ("all",) else as_names(self.categories)
+        names = as_names(self.categories)
+        self.categories = () if names == ("all",) else names
         unknown = [c for c in self.categories if c not in questions.GENERAL_CATEGORIES]
         if unknown:
             raise ValueError(f"unknown question categories {unknown}; choose from {questions.GENERAL_CATEGORIES}")
