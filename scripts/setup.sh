@@ -6,12 +6,18 @@
 # - open3d needs the system library libusb-1.0; installed with apt when missing and we are
 #   root, otherwise we say what to install.
 # - Chromium (Debian package) is installed when root, for the screenshot tests.
-# Re-running is safe: it only installs what is missing.
+# - Everything else comes from requirements/lock.txt (exact versions for Python 3.11 on Linux
+#   x86_64; regenerate with scripts/lock.sh), installed after torch; then the project itself,
+#   editable and with --no-deps, so pip cannot move a locked version; then a consistency check.
+# Re-running is safe: it only installs what is missing or differs from the lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-TORCH_CPU_VERSION=${TORCH_CPU_VERSION:-2.13.0}
+# The torch release requirements/lock.txt was resolved against (see scripts/lock.sh), for both
+# the CPU and the CUDA build. (TORCH_CPU_VERSION is the older name of this setting.)
+TORCH_VERSION=${TORCH_VERSION:-${TORCH_CPU_VERSION:-2.13.0}}
+LOCK=requirements/lock.txt
 
 have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
 apt_install() {
@@ -37,18 +43,46 @@ if ! command -v chromium >/dev/null; then
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -c 'import sys; sys.version_info[:2] == (3, 11) or print("setup: warning: .venv has Python",
+  sys.version.split()[0], "but", sys.argv[1], "was resolved for Python 3.11", file=sys.stderr)' "$LOCK"
 .venv/bin/python -m pip install -q --upgrade pip
 
 if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
-  echo "setup: GPU found, installing the default (CUDA) torch"
-  .venv/bin/python -m pip install -q torch
+  echo "setup: GPU found, installing the default (CUDA) torch ${TORCH_VERSION}"
+  .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
 else
-  echo "setup: no GPU, installing CPU torch ${TORCH_CPU_VERSION}"
-  .venv/bin/python -m pip install -q "torch==${TORCH_CPU_VERSION}" \
-    || .venv/bin/python -m pip install -q "torch==${TORCH_CPU_VERSION}" --index-url https://download.pytorch.org/whl/cpu
+  echo "setup: no GPU, installing CPU torch ${TORCH_VERSION}"
+  .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}" \
+    || .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
 fi
 
-.venv/bin/python -m pip install -q -e ".[dev]"
+# Exactly the locked set (torch is not in it), then the project; --no-deps on both, so pip
+# neither adds an unlocked package nor moves a locked version.
+echo "setup: installing ${LOCK} and the project (editable)"
+.venv/bin/python -m pip install -q --no-deps -r "$LOCK"
+.venv/bin/python -m pip install -q --no-deps -e .
+# Sanity: every requirement satisfied, and every locked package at exactly its locked version.
+.venv/bin/python -m pip check || {
+  echo "setup: the environment is inconsistent (pip check above); is ${LOCK} out of date? Run scripts/lock.sh" >&2
+  exit 1
+}
+.venv/bin/python - "$LOCK" <<'PY'
+import re, sys
+from importlib.metadata import PackageNotFoundError, version
+bad = []
+for line in open(sys.argv[1]):
+    m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line)
+    if m:
+        name, want = m.groups()
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            have = "missing"
+        if have != want:
+            bad.append(f"{name}: locked {want}, installed {have}")
+if bad:
+    sys.exit("setup: .venv does not match " + sys.argv[1] + ":\n  " + "\n  ".join(bad))
+PY
 .venv/bin/python - <<'PY'
 import open3d, torch, transformers, trl, peft, gradio, papermill  # noqa: F401 - fail here, not later
 print(f"setup: ok (torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, open3d {open3d.__version__})")
