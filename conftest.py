@@ -1,5 +1,6 @@
-"""Shared fixtures. The expensive ones (a smoke dataset, a smoke run of all notebooks) are
-session-scoped so the suite pays for each once."""
+"""Shared fixtures of the suite (tests/, experiments/ and the doctests of workbench/). The
+expensive ones (a smoke dataset, a smoke run of all notebooks) are session-scoped so the suite
+pays for each once."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def smoke_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke_data(tmp_path_factory):
     """Folder of a `smoke`-profile dataset (`workbench data --profile smoke`), built once per session."""
-    from workbench.data import DataSettings, build_dataset
+    from workbench.dataset import DataSettings, build_dataset
 
     out = tmp_path_factory.mktemp("smoke_data") / "data"
     build_dataset(DataSettings.from_profile("smoke"), out, progress=False)

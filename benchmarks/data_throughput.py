@@ -27,8 +27,7 @@ def _raw(job) -> int:
     """Build the ray-casting scene and cast the primary rays of scene `index` (no shading)."""
     import open3d as o3d
 
-    from workbench import render, scenes
-
+    from workbench.world import render, scenes
     settings, index = job
     rng = np.random.default_rng(np.random.SeedSequence([settings.seed, index]).spawn(3)[0])
     scene = scenes.sample_scene(
@@ -48,8 +47,7 @@ def _raw(job) -> int:
 
 
 def _engine(job) -> int:
-    from workbench import data
-
+    from workbench.dataset import build as data
     settings, index = job
     return len(data.scene_rows(settings, "train", index))
 
@@ -69,8 +67,7 @@ def _time(fn, jobs, workers: int):
 
 
 def main(argv=None) -> None:
-    from workbench import data
-
+    from workbench.dataset import build as data
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", type=int, default=200)
     p.add_argument("--image-size", type=int, default=112)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/eval_throughput.py [--model DIR] [--data DIR] [--examples 32]
         [--batch-size 32] [--max-new-tokens 64] [--path dtr] [--threads 0]
 
-Both runs go through `workbench.evaluate.completions` (what `workbench eval` uses) on the same
+Both runs go through `workbench.eval.evaluate.completions` (what `workbench eval` uses) on the same
 model and the same rows; only `batch_size` differs. Without `--model`, an untrained built-in
 smoke model is built (it never emits end-of-sequence, so both runs decode exactly
 `max_new_tokens` tokens per example: the comparison is pure batching). Without `--data`, a
@@ -36,10 +36,10 @@ def main() -> None:
 
     import torch
 
-    from workbench import data, prompts
-    from workbench import evaluate as E
     from workbench import model as M
-
+    from workbench.dataset import build as data
+    from workbench.eval import evaluate as E
+    from workbench.tasks import prompts
     tmp = tempfile.TemporaryDirectory(prefix="eval-bench-")
     data_dir = args.data or str(Path(tmp.name) / "data")
     if not args.data:

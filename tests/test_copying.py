@@ -10,13 +10,14 @@ import re
 import pytest
 import torch
 
-from workbench import copying, sft
 from workbench import model as M
+from workbench.train import copying, sft
+from workbench.train import examples as sft_examples
 
 
 @pytest.fixture(scope="module")
 def tiny(smoke_data):
-    return sft.build_model(sft.load_splits(smoke_data)["train"], sft.SFTSettings.from_profile("smoke"))
+    return sft.build_model(sft_examples.load_splits(smoke_data)["train"], sft.SFTSettings.from_profile("smoke"))
 
 
 def fresh(tiny):

@@ -13,10 +13,12 @@ import pytest
 from PIL import Image
 from spec_formats import BOX, DTR, LOR
 
-from workbench import cli, data, schema
-from workbench import questions as Q
-from workbench.render import MARK_COLORS
-from workbench.scenes import HELD_OUT_COLORS, HELD_OUT_SHAPES, project
+from workbench import cli, schema
+from workbench.dataset import DEFAULT_CATEGORIES
+from workbench.dataset import build as data
+from workbench.tasks import questions as Q
+from workbench.world.render import MARK_COLORS
+from workbench.world.scenes import HELD_OUT_COLORS, HELD_OUT_SHAPES, project
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -282,7 +284,7 @@ def test_profiles():
     default = data.DataSettings.from_profile("default")
     gpu = data.DataSettings.from_profile("gpu", seed=5)
     assert (default.num_scenes, default.image_size) == (1500, 112)
-    assert (default.categories, default.general_fraction, default.blend_per_scene) == (data.DEFAULT_CATEGORIES, 0, 0)
+    assert (default.categories, default.general_fraction, default.blend_per_scene) == (DEFAULT_CATEGORIES, 0, 0)
     every = data.DataSettings.from_profile("default", categories="all")
     assert every.categories == () and data.DataSettings.from_profile("smoke").categories == ()
     assert (gpu.num_scenes, gpu.image_size, gpu.seed, gpu.profile) == (20000, 224, 5, "gpu")

@@ -26,11 +26,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from demos.app import build_app, launch
-    from workbench import prompts
-    from workbench.data import DataSettings, build_dataset, load_dataset_dir
-    from workbench.demo import DemoEngine
+    from workbench.dataset import DataSettings, build_dataset, load_dataset_dir
+    from workbench.demo.app import build_app, launch
+    from workbench.demo.engine import DemoEngine
     from workbench.model import ModelSettings, build_tiny
+    from workbench.tasks import prompts
 
     root = tmp_path_factory.mktemp("demo")
     build_dataset(DataSettings.from_profile("smoke", num_scenes=10, seed=1), root / "data", progress=False)

@@ -1,5 +1,5 @@
 """Evaluation: metric definitions on hand cases, scoring of single predictions and baselines
-(`workbench.metrics`), and `workbench eval` end to end on the smoke dataset (files written, every
+(`workbench.eval.metrics`), and `workbench eval` end to end on the smoke dataset (files written, every
 aggregate re-derived independently from predictions.jsonl by the SPEC definitions, the oracle at 100%)."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from workbench import cli, metrics, questions, rewards
-from workbench import evaluate as E
-from workbench.metrics import (
+from workbench import cli
+from workbench.eval import baselines, metrics
+from workbench.eval import evaluate as E
+from workbench.eval.baselines import chance_completion
+from workbench.eval.metrics import (
     METRIC_COLUMNS,
     answers_agree,
-    chance_completion,
     group_metrics,
     mean_relative_accuracy,
     median,
@@ -29,6 +30,7 @@ from workbench.metrics import (
     stated_option_of,
     success_25,
 )
+from workbench.tasks import questions, rewards
 
 IDENTITY = np.eye(4).tolist()
 
@@ -298,8 +300,6 @@ def test_rescore_under_another_reward_variant():
 
 def test_scoring_defaults_are_those_of_eval_settings():
     """Scoring without settings (`rescore(preds)`) is scoring under `EvalSettings()`: the SPEC rewards."""
-    from workbench import metrics
-
     assert metrics._scoring(None) == metrics._scoring(E.EvalSettings())
     assert metrics._scoring(None)[0] == rewards.RewardSettings()
 
@@ -338,9 +338,8 @@ def test_chance_scores_one_over_the_number_of_choices():
 def test_generation_is_batched_and_auto_reuses(monkeypatch, smoke_data):
     """`evaluate` generates each (row, resolved path) once, in batches, and the language prior
     sees the same prompts with a blank image. The model is a stand-in recording its calls."""
-    from workbench import data
     from workbench import model as M
-
+    from workbench.dataset import build as data
     dd = data.load_dataset_dir(smoke_data)
     calls = []
 
@@ -375,9 +374,9 @@ def test_generation_is_batched_and_auto_reuses(monkeypatch, smoke_data):
 @pytest.fixture(scope="module")
 def tiny_model_dir(smoke_data, tmp_path_factory):
     """An untrained built-in model (tokenizer trained on the smoke train split), saved."""
-    from workbench import data, prompts
     from workbench import model as M
-
+    from workbench.dataset import build as data
+    from workbench.tasks import prompts
     train = data.load_dataset_dir(smoke_data)["train"].remove_columns(["image", "depth"])
     model, processor = M.build_tiny(prompts.corpus(train), M.ModelSettings.from_profile("smoke"))
     out = tmp_path_factory.mktemp("models") / "tiny"
@@ -447,7 +446,7 @@ def test_eval_writes_both_files_with_one_table(cli_eval):
 
 def spec_metrics(preds: list[dict]) -> dict[tuple, dict]:
     """Every aggregate of metrics.json re-derived from predictions.jsonl alone by the SPEC
-    section 7 wording, without `workbench.evaluate`'s scoring code."""
+    section 7 wording, without `workbench.eval.evaluate`'s scoring code."""
     groups = defaultdict(list)
     for p in preds:
         for cat in ("all", p["category"]):
@@ -666,5 +665,5 @@ def test_truth_fields_carry_the_reference_traces():
     row = {"id": "r", "split": "val", "task": "region_qa", "category": "distance", "question": "q",
            "answer_type": "number", "answer": "1.00", "regions": [], "centers": {}, "lor_target": "<think>1</think>",
            "dtr_target": "<detect></detect><think>1</think>"}
-    fields = metrics.truth_fields(row)
+    fields = baselines.truth_fields(row)
     assert fields["reference_targets"] == {"lor": "<think>1</think>", "dtr": "<detect></detect><think>1</think>"}

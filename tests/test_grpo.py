@@ -1,4 +1,4 @@
-"""GRPO (`workbench.grpo`, `dynamic_sampling`, `alarms`): settings, the dynamic-sampling filter and
+"""GRPO (`workbench.train.grpo`, `dynamic_sampling`, `alarms`): settings, the dynamic-sampling filter and
 batch merge, alarms, prompts, and smoke training on the tiny model (weights move, refill, resume
 after a kill, two processes)."""
 
@@ -16,13 +16,15 @@ import pytest
 import torch
 from trl.trainer.utils import split_pixel_values_by_grid
 
-from workbench import grpo, prompts
 from workbench import model as model_mod
-from workbench.alarms import AlarmCallback
 from workbench.cli import main
-from workbench.dynamic_sampling import choose_groups, merge_rows
-from workbench.grpo import GRPOSettings
 from workbench.io import read_jsonl
+from workbench.settings import parse_set
+from workbench.tasks import prompts
+from workbench.train import grpo
+from workbench.train.alarms import AlarmCallback
+from workbench.train.dynamic_sampling import choose_groups, merge_rows
+from workbench.train.grpo_settings import GRPOSettings
 
 FAST = dict(
     max_completion_length=12,
@@ -38,7 +40,7 @@ FAST = dict(
 @pytest.fixture(scope="module")
 def sft_dir(smoke_data, tmp_path_factory):
     """A freshly initialised built-in model (smoke sizes) saved like an SFT folder."""
-    from workbench.data import load_dataset_dir
+    from workbench.dataset import load_dataset_dir
 
     train = load_dataset_dir(smoke_data)["train"]
     model, processor = model_mod.build_tiny(
@@ -95,7 +97,7 @@ def test_bad_settings_name_the_bad_value(overrides, message):
 
 
 def test_parse_overrides_types_and_errors():
-    assert grpo.parse_overrides(["num_generations=4", "keep_low=0.1", "use_lora=no", "bf16=none"]) == {
+    assert parse_set(GRPOSettings, ["num_generations=4", "keep_low=0.1", "use_lora=no", "bf16=none"]) == {
         "num_generations": 4,
         "keep_low": 0.1,
         "use_lora": False,
@@ -103,7 +105,7 @@ def test_parse_overrides_types_and_errors():
     }
     for bad in ("beta", "nope=1", "use_lora=maybe"):
         with pytest.raises(ValueError, match="--set"):
-            grpo.parse_overrides([bad])
+            parse_set(GRPOSettings, [bad])
 
 
 # ----------------------------------------------------------------------------- dynamic sampling
@@ -237,7 +239,7 @@ def test_answer_collapse_ignores_one_noisy_step():
 
 
 def test_letter_skew_counts_the_answers_of_choice_completions():
-    from workbench.dynamic_sampling import _answer_letter, letter_skew
+    from workbench.train.dynamic_sampling import _answer_letter, letter_skew
 
     completions = ["<think>t</think><answer>(a)</answer>", "<answer>A</answer>", "no answer", "<answer>B</answer>"]
     letters = [_answer_letter(c) for c in completions]
@@ -249,7 +251,7 @@ def test_letter_skew_counts_the_answers_of_choice_completions():
 def test_scoring_logs_the_letter_skew_of_choice_rows():
     from types import SimpleNamespace
 
-    from workbench.dynamic_sampling import DynamicSamplingGRPOTrainer
+    from workbench.train.dynamic_sampling import DynamicSamplingGRPOTrainer
 
     logged = {}
     trainer = SimpleNamespace(ds_settings=GRPOSettings(), num_generations=2,
@@ -295,7 +297,7 @@ def test_doctests():
 
 
 def test_prompt_dataset_keeps_qa_rows_and_sets_paths(smoke_data):
-    from workbench.data import load_dataset_dir
+    from workbench.dataset import load_dataset_dir
 
     train = load_dataset_dir(smoke_data)["train"]
     qa = [r for r in train.select_columns(["task", "path"]) if r["task"] in ("region_qa", "general_qa")]

@@ -14,7 +14,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from workbench import model as M
-from workbench import prompts as P
+from workbench.model import inference as generate_mod
+from workbench.tasks import prompts as P
 
 LOR = "<think>The red box is left of the blue box, so the answer is A.</think>\n<answer>A</answer>"
 DTR = (
@@ -249,7 +250,7 @@ def test_generate_prompts_the_model_as_it_was_built(tiny, monkeypatch):
     model, processor = tiny
     seen = []
     real = M.model_inputs
-    monkeypatch.setattr(M, "model_inputs", lambda *a, **kw: seen.append(kw["system"]) or real(*a, **kw))
+    monkeypatch.setattr(generate_mod, "model_inputs", lambda *a, **kw: seen.append(kw["system"]) or real(*a, **kw))
     M.generate(model, processor, [make_row()], "dtr", max_new_tokens=1)
     M.generate(model, processor, [make_row()], "dtr", max_new_tokens=1, system="full")
     assert seen == ["short", "full"]
@@ -598,7 +599,7 @@ def saved(tiny, tmp_path_factory):
     """The tiny model saved, an image file, a small built dataset and one lacking columns."""
     import datasets
 
-    from workbench.data import DataSettings, build_dataset
+    from workbench.dataset import DataSettings, build_dataset
 
     root = tmp_path_factory.mktemp("ask")
     model, processor = tiny

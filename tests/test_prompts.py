@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from workbench import model as M
-from workbench import prompts as P
+from workbench.tasks import prompts as P
 
 LOR = "<think>Left of it.</think>\n<answer>A</answer>"
 DTR = '<detect>Find 1 relevant objects:\n<3d_box center="0.10,0.20,1.50">cube (red box)</3d_box></detect>\n<think>x</think>\n<answer>A</answer>'

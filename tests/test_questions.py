@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from spec_formats import BOX, DTR, LOR
 
-from workbench import questions as Q
-from workbench import render, traces
-from workbench.scenes import camera_from_world, domain_vocabulary, look_at, sample_scene
+from workbench.tasks import questions as Q
+from workbench.tasks import traces
+from workbench.world import render
+from workbench.world.scenes import camera_from_world, domain_vocabulary, look_at, sample_scene
 
 C2W = look_at(np.array([0.0, -3.0, 1.5]), np.array([0.0, 0.0, 0.3]))
 INTR = [100.0, 100.0, 56.0, 56.0]

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from workbench import render
-from workbench.scenes import Scene, SceneObject, look_at, sample_scene
+from workbench.world import render
+from workbench.world.scenes import Scene, SceneObject, look_at, sample_scene
 
 W = 96
 

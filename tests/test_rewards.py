@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench import rewards
-from workbench.rewards import (
+from workbench.tasks import rewards
+from workbench.tasks.rewards import (
     RewardFunc,
     RewardSettings,
     center_score,

@@ -121,7 +121,7 @@ def test_from_skips_finished_stages(smoke_run):
 def test_notebooks_run_on_the_default_profile_data_shape(tmp_path):
     """The `default` profile's data (three relations, region questions only, no blend rows, no numeric
     questions) at smoke size: every notebook copes with what such a build lacks."""
-    from workbench.data import DEFAULT_CATEGORIES, DataSettings, load_dataset_dir
+    from workbench.dataset import DEFAULT_CATEGORIES, DataSettings, load_dataset_dir
 
     default = DataSettings.from_profile("default")
     shape = {k: getattr(default, k) for k in ("general_fraction", "blend_per_scene")}

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from workbench import scenes
-from workbench.scenes import (
+from workbench.world import scenes
+from workbench.world.scenes import (
     HELD_OUT_COLORS,
     HELD_OUT_SHAPES,
     SceneObject,

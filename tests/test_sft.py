@@ -11,8 +11,11 @@ import pytest
 import torch
 
 from workbench import model as M
-from workbench import sft
+from workbench import rundir
 from workbench.cli import main
+from workbench.train import examples as sft_examples
+from workbench.train import sft
+from workbench.viz.tokens import describe_tokens
 
 FAST = dict(per_device_train_batch_size=2, max_train_examples=16, eval_samples=0, report_to="none",
             disable_tqdm=True, logging_steps=1)
@@ -25,7 +28,7 @@ def fast(**overrides) -> sft.SFTSettings:
 
 @pytest.fixture(scope="module")
 def splits(smoke_data):
-    return sft.load_splits(smoke_data)
+    return sft_examples.load_splits(smoke_data)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +60,9 @@ def fresh(tiny):
 )
 def test_blends_give_each_qa_row_one_example_per_path(blend, expected):
     tasks = ["region_qa", "general_qa", "ground_3d", "ground_2d", "caption", "region_qa"]
-    index = sft.example_index(tasks, blend)
+    index = sft_examples.example_index(tasks, blend)
     assert {(tasks[i], p) for i, p in index} == expected
-    n_paths = len(sft.BLENDS[blend]["paths"])
+    n_paths = len(sft_examples.BLENDS[blend]["paths"])
     assert sum(1 for i, _ in index if i == 0) == n_paths  # the same QA row once per path
     assert len(index) == len(set(index))
 
@@ -67,17 +70,17 @@ def test_blends_give_each_qa_row_one_example_per_path(blend, expected):
 @pytest.mark.parametrize("size", [1, 3, 8])
 def test_group_by_path_keeps_every_batch_on_one_path(size):
     items = [(i, ("lor", "dtr", "plain")[i % 3 if i < 30 else 0]) for i in range(47)]
-    grouped = sft.group_by_path(items, size, seed=3)
+    grouped = sft_examples.group_by_path(items, size, seed=3)
     assert sorted(grouped) == sorted(items)
     batches = [grouped[i : i + size] for i in range(0, len(grouped), size)]
     mixed = [b for b in batches if len({p for _, p in b}) > 1]
     assert len(mixed) <= 2, "only the leftovers at the end may mix paths"
     assert all(b is batches[-1] or b is batches[-2] for b in mixed)
-    assert sft.group_by_path(items, size, seed=3) == grouped
+    assert sft_examples.group_by_path(items, size, seed=3) == grouped
 
 
 def test_training_examples_carry_the_target_of_their_path(splits):
-    train = sft.training_examples(splits["train"], "blend", region_coords=True, max_examples=40, seed=1)
+    train = sft_examples.training_examples(splits["train"], "blend", region_coords=True, max_examples=40, seed=1)
     raw = train.with_format(None)
     assert len(train) == 40 and set(raw["path"]) <= {"lor", "dtr", "plain"}
     rows = splits["train"]
@@ -96,9 +99,9 @@ def test_training_examples_carry_the_target_of_their_path(splits):
         assert user["content"][1]["text"].count("<region>") == len(row["regions"])
         assert user["content"][1]["text"].count("<|loc_") == 4 * len(row["regions"])
     # the order is seeded
-    again = sft.training_examples(splits["train"], "blend", True, 40, seed=1).with_format(None)
+    again = sft_examples.training_examples(splits["train"], "blend", True, 40, seed=1).with_format(None)
     assert again["row"] == raw["row"]
-    assert sft.training_examples(splits["train"], "blend", True, 40, seed=2).with_format(None)["row"] != raw["row"]
+    assert sft_examples.training_examples(splits["train"], "blend", True, 40, seed=2).with_format(None)["row"] != raw["row"]
 
 
 def test_settings_profiles_and_bad_values():
@@ -124,7 +127,7 @@ def test_settings_profiles_and_bad_values():
 
 def test_loss_is_on_the_assistant_reply_and_its_end_token_only(splits, tiny, tmp_path):
     model, processor = fresh(tiny)
-    train = sft.training_examples(splits["train"], "blend", True, max_examples=60, seed=0)
+    train = sft_examples.training_examples(splits["train"], "blend", True, max_examples=60, seed=0)
     raw = train.with_format(None)
     picks = [next(k for k in range(len(train)) if raw[k]["path"] == p) for p in ("lor", "dtr", "plain")]
     examples = [train[k] for k in picks]
@@ -146,7 +149,7 @@ def test_loss_is_on_the_assistant_reply_and_its_end_token_only(splits, tiny, tmp
         prompt = tok.decode(ids[: int(on[0])])
         assert prompt.endswith("<|im_start|>assistant\n") and "<|image_pad|>" in prompt
         assert (labels[batch["attention_mask"][i] == 0] == -100).all()
-    kinds = sft.describe_tokens(processor, batch, index=1)
+    kinds = describe_tokens(processor, batch, index=1)
     assert {t["kind"] for t in kinds if t["loss"]} <= {"text", "format"}
     assert sum(t["kind"] == "image" for t in kinds) == int((batch["input_ids"][1] == model.config.image_token_id).sum())
     assert any(t["kind"] == "region" for t in kinds) == ("<region>" in examples[1]["messages"][1]["content"][1]["text"])
@@ -158,7 +161,7 @@ def test_loss_is_on_the_assistant_reply_and_its_end_token_only(splits, tiny, tmp
 def test_one_sft_step_changes_every_trainable_parameter(splits, tiny, tmp_path):
     model, processor = fresh(tiny)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    train = sft.training_examples(splits["train"], "blend", True, max_examples=8, seed=0)
+    train = sft_examples.training_examples(splits["train"], "blend", True, max_examples=8, seed=0)
     trainer = sft.build_trainer(model, processor, train, tmp_path, fast(max_steps=1, warmup_steps=0, per_device_train_batch_size=8))
     trainer.train()
     assert trainer.state.global_step == 1
@@ -180,7 +183,7 @@ def test_train_sft_saves_a_folder_that_load_reads_with_equal_logits(smoke_data, 
     assert summary["evaluation"]["dtr"]["n"] == 2
     trained = result.trainer.model.eval()
     loaded, processor = M.load(out)
-    rows = sft.qa_rows(splits["val"], 2)
+    rows = sft_examples.qa_rows(splits["val"], 2)
     batch = M.model_inputs(processor, rows, "dtr", region_coords=True)
     with torch.no_grad():
         assert torch.allclose(trained(**batch).logits, loaded(**batch).logits, atol=1e-5)
@@ -201,7 +204,7 @@ def test_resume_after_a_kill_continues_the_same_run(smoke_data, tmp_path):
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         sft.train_sft(smoke_data, killed, settings, callbacks=[Kill()])
-    assert sft.last_checkpoint(killed).name == "checkpoint-2"
+    assert rundir.last_checkpoint(killed).name == "checkpoint-2"
     assert not (killed / sft.SUMMARY).exists()
     resumed = sft.train_sft(smoke_data, killed, settings, resume=True)
     assert resumed.global_step == 4
@@ -238,16 +241,13 @@ def test_missing_or_incomplete_datasets_are_clear_errors(smoke_data, tmp_path):
 def test_cli_trains_and_reports_or_fails_clearly(smoke_data, tmp_path, capsys):
     out = tmp_path / "m"
     code = main(["sft", "--data", str(smoke_data), "--out", str(out), "--profile", "smoke", "--max-steps", "1",
-                 "--no-eval", "--blend", "lor_only", "--option-style", "letter_after",
-                 "--perception-warmup-steps", "1", "--describe-warmup-steps", "1"])
+                 "--no-eval", "--blend", "lor_only", "--option-style", "letter_after"])
     assert code == 0 and "1 steps" in capsys.readouterr().out
     summary = sft.read_summary(out)
     assert summary["settings"]["blend"] == "lor_only" and set(summary["examples"]) <= {"region_qa/lor", "general_qa/lor"}
     model, processor = M.load(out)  # the model keeps its option style, and its letters are single tokens
     assert M.prompt_options(model)["option_style"] == "letter_after"
     assert " (B)" in processor.tokenizer.get_vocab()
-    assert summary["perception_warmup"]["steps"] == summary["describe_warmup"]["steps"] == 1
-    assert model.config.workbench_perception_warmup_steps == model.config.workbench_describe_warmup_steps == 1
     assert main(["sft", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     assert "dataset folder" in capsys.readouterr().err
     assert main(["sft", "--data", str(smoke_data), "--out", str(out), "--max-steps", "1"]) == 2

@@ -20,6 +20,7 @@ from PIL import Image
 
 from workbench import viz
 from workbench.schema import validate_row
+from workbench.viz import traces as viz_traces
 
 W, H = 40, 30
 INTRINSICS = [36.0, 34.0, 19.5, 15.5]
@@ -170,7 +171,7 @@ def test_box_corners_follow_center_size_and_yaw(row, index):
 
 
 def test_box_corners_match_the_scene_engine(row):
-    scenes = pytest.importorskip("workbench.scenes")
+    scenes = pytest.importorskip("workbench.world.scenes")
     for i, (name, color, pos, size, yaw) in enumerate(OBJECTS):
         obj = scenes.SceneObject(name, name, color, size, yaw, pos)
         np.testing.assert_allclose(viz.box_corners(row, i, "world"), obj.corners(), atol=1e-5)
@@ -272,10 +273,10 @@ def test_trace_html_escapes_untrusted_text():
 def test_trace_html_highlights_tags_numbers_and_centers(row):
     out = viz.trace_html(row["dtr_target"], row["centers"])
     for tag in ("detect", "think", "answer"):
-        style = viz._TAG_STYLE[tag]
+        style = viz_traces._TAG_STYLE[tag]
         assert f'<span style="{style}">&lt;{tag}&gt;</span>' in out
         assert f'<span style="{style}">&lt;/{tag}&gt;</span>' in out
-    assert out.count(viz._TAG_STYLE["3d_box"]) == 3 * 2  # per box: the open tag around its center, the close tag
+    assert out.count(viz_traces._TAG_STYLE["3d_box"]) == 3 * 2  # per box: the open tag around its center, the close tag
     c0 = row["dtr_target"].split('center="')[1].split('"')[0]
     assert f">{c0}</span>" in out  # the detected center is its own highlighted span
     assert out.count("\u0394 0.0") == 2  # a badge per box: distance to its true center (2-decimal centers)
@@ -378,7 +379,7 @@ def test_loss_curve_and_reward_dashboard():
 @pytest.fixture(scope="session")
 def real_data(smoke_data):
     """The smoke-profile DatasetDict built by the data engine (conftest's `smoke_data`)."""
-    from workbench.data import load_dataset_dir
+    from workbench.dataset import load_dataset_dir
 
     return load_dataset_dir(smoke_data)
 
@@ -394,7 +395,7 @@ def test_real_dataset_row(real_data):
     for label in truth:  # the target's centers are the truth to 2 decimals
         assert float(trace(fig, f"error {label}").name.split(": ")[-1].removesuffix(" m")) <= 0.01
     # Boxes agree with the engine's own corners, and each object's center projects into its 2D box.
-    scenes = pytest.importorskip("workbench.scenes")
+    scenes = pytest.importorskip("workbench.world.scenes")
     m = np.asarray(row["camera_to_world"])
     for i, o in enumerate(row["objects"]):
         pos = np.asarray(o["center"]) @ m[:3, :3].T + m[:3, 3]

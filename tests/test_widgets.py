@@ -10,11 +10,11 @@ import plotly.graph_objects as go
 import pytest
 from test_viz import LOG_HISTORY, METRICS_ROWS, make_row, real_data  # noqa: F401, F811 (a fixture)
 
-from widgets._common import ALL, FigureBox, RowIndex
-from widgets.dashboard import TrainingDashboard
-from widgets.results_table import results_table
-from widgets.scene_browser import scene_browser
-from widgets.trace_browser import PREDICTION_KEYS, trace_browser
+from workbench.widgets._common import ALL, FigureBox, RowIndex
+from workbench.widgets.dashboard import TrainingDashboard
+from workbench.widgets.results_table import results_table
+from workbench.widgets.scene_browser import scene_browser
+from workbench.widgets.trace_browser import PREDICTION_KEYS, trace_browser
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +255,7 @@ def test_figure_box_without_anywidget(monkeypatch):
 @pytest.fixture(scope="module")
 def real_eval(real_data):  # noqa: F811
     """Scored predictions and metrics of the oracle and chance baselines (no model needed)."""
-    evaluate = pytest.importorskip("workbench.evaluate")
+    evaluate = pytest.importorskip("workbench.eval.evaluate")
     settings = evaluate.EvalSettings(splits=("test",), paths=("lor", "dtr", "auto"), max_examples=12,
                                      baselines=("chance", "oracle"))  # fmt: skip
     return evaluate.evaluate(None, real_data, settings=settings, progress=False)
@@ -263,7 +263,6 @@ def real_eval(real_data):  # noqa: F811
 
 def test_widgets_and_charts_on_real_evaluation_output(real_data, real_eval):  # noqa: F811
     from workbench import viz
-
     tb = trace_browser(real_data, real_eval.predictions)
     assert len(tb.example.options) == len({(p["model"], p["id"]) for p in real_eval.predictions})
     tb.model.value = "oracle"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench import freeform
+from workbench.dataset import freeform
 from workbench.schema import REGION_TOKEN
 
 
@@ -51,8 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cli(args: argparse.Namespace) -> int:
     from workbench import model as model_mod
-    from workbench import prompts
-
+    from workbench.tasks import prompts
     if args.data and (args.image or args.question):  # fail before paying for the model load
         raise ValueError("give either --data/--split/--index or --image/--question/--regions, not both")
     model, processor = model_mod.load(args.model)
@@ -82,7 +81,6 @@ def ask(
 ) -> str:
     """One completion for one row (a dataset row or `freeform.make_row(...)`)."""
     from workbench import model as model_mod
-
     return model_mod.generate(
         model, processor, [row], path, max_new_tokens=max_new_tokens, do_sample=do_sample
     )[0]
@@ -108,7 +106,7 @@ def row_from_args(args: argparse.Namespace, image_size: int = 112) -> dict[str, 
 
 def dataset_row(data_dir: str, split: str, index: int) -> dict[str, Any]:
     """Row `index` of `split` in a dataset folder, with a clear error for each way it can be wrong."""
-    from workbench.data import load_dataset_dir
+    from workbench.dataset import load_dataset_dir
 
     data = load_dataset_dir(data_dir)
     if split not in data:

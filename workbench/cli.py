@@ -12,13 +12,13 @@ import importlib
 import sys
 
 COMMANDS = {
-    "data": ("workbench.data", "build the synthetic spatial dataset (notebook 01)"),
-    "sft": ("workbench.sft", "cold-start SFT of the spatial VLM (notebook 02)"),
+    "data": ("workbench.dataset.build", "build the synthetic spatial dataset (notebook 01)"),
+    "sft": ("workbench.train.sft", "cold-start SFT of the spatial VLM (notebook 02)"),
     "ask": ("workbench.ask", "ask a trained model one question on one path"),
-    "grpo": ("workbench.grpo", "GRPO reinforcement learning (notebook 03)"),
-    "eval": ("workbench.evaluate", "evaluate models per path, split and category (notebook 04)"),
+    "grpo": ("workbench.train.grpo", "GRPO reinforcement learning (notebook 03)"),
+    "eval": ("workbench.eval.evaluate", "evaluate models per path, split and category (notebook 04)"),
     "run": ("workbench.run", "run notebooks 01-05 headlessly with papermill (the main job)"),
-    "demo": ("workbench.demo", "serve the Gradio LOR-vs-DTR demo"),
+    "demo": ("workbench.demo.app", "serve the Gradio LOR-vs-DTR demo"),
 }
 
 

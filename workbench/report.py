@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workbench.metrics import KEY_COLUMNS, METRIC_COLUMNS
+from workbench import rundir
+from workbench.eval.metrics import KEY_COLUMNS, METRIC_COLUMNS
 
 
 def render(out: Path, manifest: dict[str, Any]) -> str:
@@ -20,9 +21,9 @@ def render(out: Path, manifest: dict[str, Any]) -> str:
     import plotly.io as pio
 
     out = Path(out)
-    metrics = _read_json(out / "eval" / "metrics.json") or []
+    metrics = _read_json(out / rundir.EVAL / rundir.METRICS) or []
     figures = []
-    for stage in ("sft", "grpo"):
+    for stage in rundir.MODEL_STAGES:
         history = training_history(out / stage)
         if history:
             figures.append((f"{stage.upper()} training", _history_figure(history, stage)))

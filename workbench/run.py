@@ -30,7 +30,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from workbench import io
+from workbench import io, rundir
+from workbench.settings import PROFILES
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 STAGES = (
@@ -41,7 +42,6 @@ STAGES = (
     ("traces", "05_traces_3d.ipynb"),
 )
 STAGE_NAMES = tuple(name for name, _ in STAGES)
-PROFILES = ("smoke", "default", "gpu")
 PACKAGES = ("workbench", "torch", "transformers", "trl", "peft", "datasets", "open3d", "papermill", "gradio")
 
 
@@ -98,7 +98,7 @@ def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     out = Path(settings.out).resolve()
-    manifest_path = out / "manifest.json"
+    manifest_path = out / rundir.MANIFEST
     manifest = _load_manifest(manifest_path) if settings.from_stage else {}
     start = STAGE_NAMES.index(settings.from_stage) if settings.from_stage else 0
     for name in STAGE_NAMES[:start]:
@@ -126,14 +126,14 @@ def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
     stages = manifest.setdefault("stages", {})
     for name in STAGE_NAMES[start:]:
         stages.pop(name, None)  # a resumed stage and everything after it run again
-    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    (out / rundir.NOTEBOOKS).mkdir(parents=True, exist_ok=True)
     io.write_json(manifest_path, manifest)
 
     bar = tqdm(STAGES[start:], desc="stages", unit="stage", disable=not progress, position=0)
     for index, (name, notebook) in enumerate(bar, start=start + 1):
         bar.set_description(f"stage {index}/{len(STAGES)} {name}")
         params = stage_parameters(settings, name)
-        executed = out / "notebooks" / notebook
+        executed = out / rundir.NOTEBOOKS / notebook
         t0 = time.time()
         stages[name] = {"status": "running", "notebook": str(executed), "parameters": params}
         io.write_json(manifest_path, manifest)
@@ -158,13 +158,13 @@ def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
             ) from None
         stages[name].update(status="done", seconds=round(time.time() - t0, 1))
         if name == "data":
-            manifest["data_fingerprint"] = data_fingerprint(out / "data")
+            manifest["data_fingerprint"] = data_fingerprint(out / rundir.DATA)
         io.write_json(manifest_path, manifest)
     bar.close()
 
-    metrics = out / "eval" / "metrics.json"
+    metrics = out / rundir.EVAL / rundir.METRICS
     if metrics.exists():
-        shutil.copyfile(metrics, out / "metrics.json")
+        shutil.copyfile(metrics, out / rundir.METRICS)
     manifest["total_seconds"] = round(sum(s.get("seconds", 0) for s in stages.values()), 1)
     io.write_json(manifest_path, manifest)
     write_report(out, manifest)
@@ -185,8 +185,7 @@ def data_fingerprint(data_dir: Path) -> str | None:
 def write_report(out: Path, manifest: dict[str, Any]) -> Path:
     """A self-contained report.html: run summary, results table, charts and training curves."""
     from workbench import report
-
-    return io.write_text(out / "report.html", report.render(out, manifest))
+    return io.write_text(out / rundir.REPORT, report.render(out, manifest))
 
 
 def _load_manifest(path: Path) -> dict[str, Any]:
@@ -231,6 +230,51 @@ def _read_params_file(path: str | None) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ValueError(f"params file {path} must hold a mapping of parameter names, got {type(params).__name__}")
     return params
+
+
+# ----------------------------------------------------------------------------- a run folder's inputs
+
+
+def prepare_run(
+    run_dir: str | Path, profile: str = "smoke", seed: int = 0, model: str = "", progress: bool = False
+) -> tuple[Path, dict[str, Path]]:
+    """(data folder, {stage: model folder}) of a run folder, regenerating what is missing from
+    the seed through the library: the dataset (`workbench.dataset.build`), and an SFT model
+    (`workbench.train.sft.train_sft`, from `model` or the built-in tiny one) when the run has neither
+    an SFT nor a GRPO model. Notebooks 04 and 05 call it, so each runs on its own."""
+    from workbench.dataset import build as data
+    from workbench.train import sft
+
+    run = Path(run_dir)
+    data_dir = run / rundir.DATA
+    if not data.is_dataset_dir(data_dir):
+        data.build_dataset(data.DataSettings.from_profile(profile, seed=seed), data_dir, progress=progress)
+    models = rundir.model_dirs(run)
+    if not models:
+        settings = sft.SFTSettings.from_profile(profile, seed=seed, disable_tqdm=not progress)
+        sft.train_sft(data_dir, run / rundir.SFT, settings, model_name_or_path=model, resume=True)
+        models = rundir.model_dirs(run)
+    return data_dir, models
+
+
+def run_evaluation(
+    run_dir: str | Path,
+    profile: str = "smoke",
+    seed: int = 0,
+    model: str = "",
+    progress: bool = False,
+    **overrides: Any,
+):
+    """Evaluate a run folder's models (`prepare_run`) and the three baselines into `{run_dir}/eval`;
+    returns the `EvalResult`. `overrides` are `EvalSettings` fields."""
+    from workbench.eval import evaluate as E
+
+    data_dir, models = prepare_run(run_dir, profile, seed, model, progress)
+    overrides = {"baselines": E.BASELINES, "seed": seed, **overrides}
+    settings = E.EvalSettings.from_profile(profile, **overrides)
+    return E.evaluate(models, data_dir, Path(run_dir) / rundir.EVAL, settings, progress=progress)
+
+
 
 
 def add_arguments(parser) -> None:

@@ -1,8 +1,10 @@
 """Profiles as presets of a settings dataclass: the one `from_profile` every stage uses.
 
 Each stage (data, model, sft, grpo, evaluate) has one flat settings dataclass and a table of
-named presets (`smoke`, `default`, `gpu`); this builds an instance from a preset plus field
-overrides, refusing unknown profile and field names with a message that names them.
+named presets of `PROFILES`; this builds an instance from a preset plus field overrides,
+refusing unknown profile and field names with a message that names them. A settings object
+built without a profile (`SFTSettings()`) records none: its `profile` is "".
+`parse_set` reads the typed `--set FIELD=VALUE` overrides every stage's command line takes.
 `as_names` reads a list setting given as "a,b" or as a sequence. `trainer_bf16` and
 `trainer_report_to` resolve the `None` / "auto" values the SFT and GRPO
 settings share into what the HF trainers take.
@@ -11,11 +13,15 @@ settings share into what the HF trainers take.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+PROFILES = ("smoke", "default", "gpu")
+"""The named presets every stage has: `smoke` (seconds, tests and CI), `default` (the real small
+run on a CPU), `gpu` (one GPU, more data and steps, or a real pretrained VLM)."""
 
 
 def from_preset(cls: type[T], presets: Mapping[str, Mapping[str, Any]], name: str,
@@ -79,3 +85,61 @@ def trainer_report_to(value: str) -> str | list[str]:
     if value == "auto":
         return ["tensorboard"] if importlib.util.find_spec("tensorboard") is not None else "none"
     return [v.strip() for v in value.split(",") if v.strip()] or "none"
+
+
+def check_profile(profile: str) -> None:
+    """Refuse a profile name that is neither one of `PROFILES` nor "" (no profile)."""
+    if profile not in ("", *PROFILES):
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+
+
+def add_set_argument(parser: Any, cls: type) -> None:
+    """The `--set FIELD=VALUE` option (repeatable) of a stage's command line, for the fields of `cls`."""
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help=f"override a field of {cls.__name__} (repeatable; typed by the field)")
+
+
+def parse_set(cls: type, pairs: Sequence[str]) -> dict[str, Any]:
+    """{field: value} from `FIELD=VALUE` strings, typed by the dataclass `cls`'s field types.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class S:
+    ...     beta: float = 0.0
+    ...     use_lora: bool = False
+    ...     max_prompts: int | None = 0
+    ...     paths: str = "joint"
+    ...     splits: tuple[str, ...] = ("val",)
+    >>> parse_set(S, ["beta=0.02", "use_lora=true", "max_prompts=none", "paths=dtr", "splits=val,test"])
+    {'beta': 0.02, 'use_lora': True, 'max_prompts': None, 'paths': 'dtr', 'splits': ('val', 'test')}
+    >>> parse_set(S, ["nope=1"])
+    Traceback (most recent call last):
+    ...
+    ValueError: --set 'nope=1': expected FIELD=VALUE with FIELD one of ['beta', 'max_prompts', 'paths', 'splits', 'use_lora']
+    """
+    types = {f.name: str(f.type) for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in types:
+            raise ValueError(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}")
+        kind = types[name]
+        try:
+            if text.lower() in ("none", "null") and "None" in kind:
+                out[name] = None
+            elif kind.startswith("bool"):
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError("a boolean (true/false)")
+                out[name] = text.lower() in ("true", "1", "yes")
+            elif kind.startswith("int"):
+                out[name] = int(text)
+            elif kind.startswith("float"):
+                out[name] = float(text)
+            elif kind.startswith("tuple"):
+                out[name] = as_names(text)
+            else:
+                out[name] = text
+        except ValueError as err:
+            what = str(err) if str(err).startswith("a ") else f"{kind.split(' ')[0]}"
+            raise ValueError(f"--set {pair!r}: {name} is {what}") from None
+    return out

@@ -1,5 +1,6 @@
 """Region perception warm-up: teach a fresh built-in model's vision side to see what is inside a
-region before cold-start SFT (`sft.train_sft` runs it; `SFTSettings.perception_warmup_steps`).
+region before cold-start SFT. A study that no profile runs: `warm_start.py` beside this file
+applies it to a fresh built-in model and saves that model for `workbench sft --model`.
 
 Why (issue #3). A real VLM starts from a pretrained vision encoder; the built-in model starts
 from a random one, and SFT trains it only through the few answer tokens that depend on it. Linear
@@ -27,8 +28,7 @@ The describe warm-up (`describe_warm_up`) then trains the whole model to write w
 region holds ("The green chair in the red box is at x = 81 px, 2.13 m from the camera and 0.43 m
 above the floor, and measures 0.40 x 0.46 x 0.86 m."), in the traces' own words.
 
-Both are opt-ins (`SFTSettings.perception_warmup_steps`, `describe_warmup_steps`; no profile
-turns them on). Measured on the default profile (issue #3, docs/design.md): the read-outs learn
+Neither is part of the library (no profile turned them on; `warm_start.py` runs them). Measured on the default profile (issue #3, docs/design.md): the read-outs learn
 (held out: color 0.81, x 0.97, z 0.71 through box regions; describe digits 0.52 teacher-forced),
 but after SFT the traces' numbers still do not follow the scene and choice accuracy stays at chance.
 """
@@ -71,7 +71,7 @@ class RegionTarget:
 
 def object_targets(row: Mapping[str, Any], obj: Mapping[str, Any]) -> tuple[float, ...]:
     """The `TARGETS` of one object of a dataset row."""
-    from workbench.questions import world_from_camera
+    from workbench.tasks.questions import world_from_camera
 
     center = np.asarray(obj["center"], dtype=np.float64)
     floor = float(world_from_camera(center[None], row["camera_to_world"])[0, 2])
@@ -82,7 +82,7 @@ def object_targets(row: Mapping[str, Any], obj: Mapping[str, Any]) -> tuple[floa
 def point_box(row: Mapping[str, Any], obj: Mapping[str, Any], image_wh: Sequence[int]) -> tuple[float, ...]:
     """A point region on `obj` as the data draws one: a small square around its projected center,
     pulled inside the object's 2D box (`render.region_for` uses the visible mask, not stored in rows)."""
-    from workbench.scenes import project
+    from workbench.world.scenes import project
 
     w, h = image_wh
     x1, y1, x2, y2 = (float(v) for v in obj["bbox_2d"])
@@ -159,7 +159,6 @@ def region_features(model, processor, images, targets: Sequence[RegionTarget], p
     own vision tower, box pooling, projection, geometry and order terms. `points[i]`: see target i
     through its point region instead of its box (default: boxes); `orders`: region orders (0)."""
     from workbench import model as M
-
     backbone = M.region_backbone(model)
     used = sorted({t.image for t in targets})
     slot = {image: k for k, image in enumerate(used)}
@@ -226,7 +225,6 @@ def warm_up(model, processor, train_rows, steps: int, val_rows=None, batch_image
     accuracy, correlations; None without `val_rows`), the region counts and the wall time.
     """
     from workbench import model as M
-
     if steps < 1:
         raise ValueError(f"perception warm-up steps must be >= 1, got {steps}")
     if not M.is_region_model(model):
@@ -302,9 +300,9 @@ def describe_example(row: Mapping[str, Any], rng: random.Random, max_regions: in
 
     `row` should show a clean view (a general_qa or caption row: no marks drawn yet).
     """
-    from workbench import render
-    from workbench.questions import fmt
-    from workbench.scenes import project
+    from workbench.tasks.questions import fmt
+    from workbench.world import render
+    from workbench.world.scenes import project
 
     objects = list(filter(_has_box, row["objects"]))
     if not objects:
@@ -338,8 +336,7 @@ def describe_example(row: Mapping[str, Any], rng: random.Random, max_regions: in
 
 def describe_batch(processor, examples, system: str = "short") -> dict[str, torch.Tensor]:
     """Model inputs of (row, reply) pairs with `labels` on the replies (and their end-of-turn)."""
-    from workbench import prompts
-
+    from workbench.tasks import prompts
     tokenizer = processor.tokenizer
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     ids, labels, pixels, grids, types = [], [], [], [], []

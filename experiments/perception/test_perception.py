@@ -1,6 +1,6 @@
 """The perception and describe warm-ups: targets that follow the scene, region features identical
 to the ones the model puts in place of `<region>`, a vision-only stage that leaves the language
-model alone, describe replies in the traces' words, and `train_sft` running both once per model."""
+model alone, describe replies in the traces' words, and the warm-started model saved for `workbench sft --model`."""
 
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ import random
 import re
 
 import numpy as np
+import perception
 import pytest
 import torch
 
 from workbench import model as M
-from workbench import perception, prompts, sft
-from workbench.questions import world_from_camera
+from workbench.tasks import prompts
+from workbench.tasks.questions import world_from_camera
+from workbench.train import examples as sft_examples
+from workbench.train import sft
 
 
 @pytest.fixture(scope="module")
 def splits(smoke_data):
-    return sft.load_splits(smoke_data)
+    return sft_examples.load_splits(smoke_data)
 
 
 @pytest.fixture(scope="module")
@@ -141,28 +144,3 @@ def test_describe_warm_up_teaches_the_numbers(tiny, splits):
     assert result["final_loss"] < result["first_loss"]
     assert result["accuracy_after"]["token"] > result["accuracy_before"]["token"] + 0.2, result
     assert getattr(model.config, perception.DESCRIBE_KEY) == 30
-
-
-@pytest.mark.slow
-def test_train_sft_runs_the_warm_ups_once(smoke_data, tmp_path):
-    settings = sft.SFTSettings.from_profile("smoke", max_steps=1, eval_samples=2, report_to="none",
-                                            disable_tqdm=True, per_device_train_batch_size=2,
-                                            perception_warmup_steps=2, perception_warmup_images=2,
-                                            describe_warmup_steps=2)
-    first = sft.train_sft(smoke_data, tmp_path / "a", settings)
-    summary = sft.read_summary(first.out_dir)
-    assert summary["perception_warmup"]["steps"] == settings.perception_warmup_steps > 0
-    assert summary["describe_warmup"]["steps"] == settings.describe_warmup_steps > 0
-    assert summary["perception_warmup"]["held_out"]["box"]["regions"] > 0
-    loaded, _ = M.load(first.out_dir)
-    assert perception.warmed_steps(loaded) == settings.perception_warmup_steps  # saved in the config
-    assert getattr(loaded.config, perception.DESCRIBE_KEY) == settings.describe_warmup_steps
-    again = sft.train_sft(smoke_data, tmp_path / "b", settings, model_name_or_path=first.out_dir)
-    assert sft.read_summary(again.out_dir)["perception_warmup"] is None
-    assert sft.read_summary(again.out_dir)["describe_warmup"] is None
-    # off unless asked for: no profile runs them
-    assert all(sft.SFTSettings.from_profile(p).perception_warmup_steps == 0 for p in sft.PROFILES)
-    with pytest.raises(ValueError, match="perception_warmup_steps must be >= 0"):
-        sft.SFTSettings(perception_warmup_steps=-1)
-    with pytest.raises(ValueError, match="describe_warmup_steps must be >= 0"):
-        sft.SFTSettings(describe_warmup_steps=-1)

@@ -25,152 +25,20 @@ import platform
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workbench import io, schema
-from workbench.settings import as_names, from_preset
+from workbench import io, rundir, schema
+from workbench.dataset.settings import DataSettings
+from workbench.settings import PROFILES, add_set_argument, parse_set
 
 DATA_CARD = "data_card.json"
 FORMAT = "srreal-workbench-dataset-1"
 """Written into the data card; `load_dataset_dir` checks it."""
-
-
-@dataclass
-class DataSettings:
-    """Settings of one dataset build (`workbench data`)."""
-
-    profile: str = "smoke"
-    """Preset these settings started from (smoke | default | gpu)."""
-    num_scenes: int = 24
-    """Scenes over all splits; each scene is one rendered view."""
-    seed: int = 0
-    """Master seed; scene i uses SeedSequence([seed, i])."""
-    image_size: int = 112
-    """Rendered images are image_size x image_size pixels."""
-    questions_per_scene: int = 8
-    """Question rows (region_qa + general_qa) per scene, in every split."""
-    general_fraction: float = 0.3
-    """Share of a scene's questions that are general (LOR, no regions)."""
-    blend_per_scene: int = 3
-    """Cold-start blend rows (ground_3d, ground_2d, caption) per train scene."""
-    val_fraction: float = 0.1
-    """Share of scenes in `val`."""
-    test_fraction: float = 0.1
-    """Share of scenes in `test` (same domain as train)."""
-    ood_fraction: float = 0.1
-    """Share of scenes in `test_ood` (held-out shapes, colors, cameras, layouts)."""
-    min_objects: int = 3
-    """Fewest objects placed in a scene."""
-    max_objects: int = 8
-    """Most objects placed in a scene."""
-    stack_probability: float = 0.3
-    """Chance that an object is put on top of a free flat-topped one."""
-    walls_probability: float = 0.5
-    """Chance that a scene has walls behind the objects."""
-    min_object_area: float = 0.0025
-    """An object in a question covers at least this share of the image."""
-    min_visible_fraction: float = 0.5
-    """An object in a question is at least this unoccluded."""
-    point_fraction: float = 0.5
-    """Share of regions drawn as a point (the rest as a box)."""
-    trace_style: str = "numbers_first"
-    """Order of the reasoning in comparison targets (`traces.STYLES`): "numbers_first" (evidence,
-    then the conclusion) or "verdict_first" (the verdict in the option's word, then the evidence)."""
-    categories: tuple[str, ...] = ()
-    """Question categories to ask (SPEC section 6 names); empty or "all" = all of them. Every split
-    gets the same subset: a focused build for probes, curricula and the CPU-sized `default` profile
-    (`--categories left_right,front_behind`)."""
-
-    @classmethod
-    def from_profile(cls, name: str, **overrides: Any) -> DataSettings:
-        """The named preset with `overrides` applied (unknown names raise ValueError)."""
-        settings = from_preset(cls, PROFILES, name, overrides, label="data")
-        settings.validate()
-        return settings
-
-    @property
-    def general_questions(self) -> int:
-        """How many of a scene's `questions_per_scene` are general (the rest ask about regions)."""
-        return round(self.questions_per_scene * self.general_fraction)
-
-    def _validate_categories(self) -> None:
-        from workbench import questions
-
-        names = as_names(self.categories)
-        self.categories = () if names == ("all",) else names
-        unknown = [c for c in self.categories if c not in questions.GENERAL_CATEGORIES]
-        if unknown:
-            raise ValueError(f"unknown question categories {unknown}; choose from {questions.GENERAL_CATEGORIES}")
-        if not self.categories:
-            return
-        if self.questions_per_scene - self.general_questions and not set(self.categories) & set(questions.REGION_CATEGORIES):
-            raise ValueError(f"categories {list(self.categories)} have no region questions; "
-                             "add one of them or set general_fraction=1")
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad value."""
-        for name in (
-            "num_scenes",
-            "questions_per_scene",
-            "blend_per_scene",
-            "image_size",
-            "min_objects",
-            "max_objects",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.num_scenes < 4:
-            raise ValueError(f"num_scenes must be at least 4 (one scene per split), got {self.num_scenes}")
-        if self.image_size < 32:
-            raise ValueError(f"image_size must be at least 32 pixels, got {self.image_size}")
-        if not 2 <= self.min_objects <= self.max_objects <= 8:
-            raise ValueError(
-                f"need 2 <= min_objects <= max_objects <= 8, got {self.min_objects}, {self.max_objects}"
-            )
-        for name in (
-            "general_fraction",
-            "val_fraction",
-            "test_fraction",
-            "ood_fraction",
-            "stack_probability",
-            "walls_probability",
-            "min_object_area",
-            "min_visible_fraction",
-            "point_fraction",
-        ):
-            value = getattr(self, name)
-            if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-        from workbench.traces import STYLES
-
-        if self.trace_style not in STYLES:
-            raise ValueError(f"trace_style must be one of {STYLES}, got {self.trace_style!r}")
-        self._validate_categories()
-        if self.val_fraction + self.test_fraction + self.ood_fraction >= 1.0:
-            raise ValueError(
-                "val_fraction + test_fraction + ood_fraction must be below 1 (train needs scenes)"
-            )
-
-
-DEFAULT_CATEGORIES = ("left_right", "front_behind", "above_below")
-"""What the `default` profile asks: the three relations of an object pair in the viewer's and gravity's frames."""
-
-PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {"num_scenes": 24, "image_size": 112},
-    # The real small run on 2 CPU cores asks three relations on regions only: a four-layer model needs
-    # a few thousand examples per relation and path, and SFT's budget is ~29,000. All fifteen region
-    # categories, general questions and the grounding blend give each ~500 and stay at chance
-    # (issue #3, docs/design.md). `categories="all", general_fraction=0.3, blend_per_scene=3` restore them.
-    "default": {"num_scenes": 1500, "image_size": 112, "categories": DEFAULT_CATEGORIES,
-                "general_fraction": 0.0, "blend_per_scene": 0},
-    "gpu": {"num_scenes": 20000, "image_size": 224},
-}
 
 
 def split_ranges(settings: DataSettings) -> dict[str, range]:
@@ -204,8 +72,8 @@ def _geometry_round(x: float, digits: int) -> float:
 
 def scene_rows(settings: DataSettings, split: str, index: int) -> list[dict]:
     """All rows of scene `index` in `split` (image as PNG bytes, depth as float32 (H, W))."""
-    from workbench import questions, render, scenes, traces
-
+    from workbench.tasks import questions, traces
+    from workbench.world import render, scenes
     seq = np.random.SeedSequence([settings.seed, index])
     scene_rng, question_rng, text_rng = (np.random.default_rng(s) for s in seq.spawn(3))
     domain = "ood" if split == "test_ood" else "in"
@@ -346,8 +214,8 @@ GROUND_2D_TEMPLATES = (
 
 def _blend_items(rng, n: int, geometry, scene, scene_of_row, scene_objects) -> list[dict]:
     """Cold-start blend rows for one train scene: grounding (3D, 2D) and captions."""
-    from workbench import render, traces
-
+    from workbench.tasks import traces
+    from workbench.world import render
     objs = geometry["objects"]
     if not objs:
         return []
@@ -401,8 +269,7 @@ def _blend_items(rng, n: int, geometry, scene, scene_of_row, scene_objects) -> l
 
 def _caption(rng, geometry, scene, scene_of_row, scene_objects) -> tuple[str, str]:
     """A general question about the whole view and its plain-text answer."""
-    from workbench import traces
-
+    from workbench.tasks import traces
     objs = geometry["objects"]
     all_clear = all(o["row_index"] >= 0 for o in scene_objects if o["visible"])
     descs = Counter(f"{o['color']} {o['name']}" for o in scene_objects if o["visible"])
@@ -530,18 +397,6 @@ def is_dataset_dir(path: str | os.PathLike) -> bool:
     return (p / "dataset_dict.json").is_file() and (p / DATA_CARD).is_file()
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not is_dataset_dir(out):
-            raise FileExistsError(
-                f"output folder {out} exists and is not a workbench dataset; refusing to replace it"
-            )
-        if not overwrite:
-            raise FileExistsError(f"dataset {out} already exists (pass --overwrite to replace it)")
-
-
 def build_dataset(
     settings: DataSettings,
     out_dir: str | os.PathLike,
@@ -562,7 +417,8 @@ def build_dataset(
         raise ValueError(f"workers must be a non-negative integer (0 = all cores), got {workers!r}")
     workers = workers or (os.cpu_count() or 1)
     out = Path(out_dir)
-    _check_out(out, overwrite)
+    rundir.check_output_dir(out, "workbench dataset", is_dataset_dir, overwrite=overwrite, noun="dataset",
+                            clear=False)
     ranges = split_ranges(settings)
     feats = features(settings.image_size)
     settings_json = json.dumps(asdict(settings), sort_keys=True)
@@ -662,7 +518,7 @@ def read_data_card(path: str | os.PathLike) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (written atomically)")
-    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES), help="preset of DataSettings")
+    parser.add_argument("--profile", default="smoke", choices=PROFILES, help="preset of DataSettings")
     parser.add_argument(
         "--num-scenes", type=int, default=None, help="scenes over all splits (profile default)"
     )
@@ -680,10 +536,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="rendering processes; 0 = all cores")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_set_argument(parser, DataSettings)
 
 
 def cli(args: argparse.Namespace) -> int:
-    overrides = {
+    overrides = parse_set(DataSettings, args.set)
+    overrides |= {
         k: getattr(args, k)
         for k in ("num_scenes", "seed", "image_size", "questions_per_scene", "trace_style", "categories",
                   "general_fraction", "blend_per_scene")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from workbench import render
 from workbench.schema import REGION_TOKEN
+from workbench.world import render
 
 MAX_SIDE = 4096
 """Larger uploads are refused rather than silently eating memory."""

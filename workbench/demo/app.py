@@ -1,6 +1,7 @@
-"""Gradio app: one question, both reasoning paths side by side (`workbench demo`).
+"""Gradio app: one question, both reasoning paths side by side (`workbench demo`, whose options
+`add_arguments` and `cli` define).
 
-A thin UI over `workbench.demo.DemoEngine`. Two API endpoints for scripts (`gradio_client`):
+A thin UI over `workbench.demo.engine.DemoEngine`. Two API endpoints for scripts (`gradio_client`):
 
     compare_example(split, index) -> (lor_completion, dtr_completion, lor_html, dtr_html, summary, plot, image)
     compare(image, question, regions_json) -> the same
@@ -13,11 +14,14 @@ two clicks a box. Any bad input becomes a message in the UI; the app keeps servi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gradio as gr
 
-from workbench import freeform, render, viz
-from workbench.demo import Comparison, DemoEngine
+from workbench import viz
+from workbench.dataset import freeform
+from workbench.demo.engine import Comparison, DemoEngine
+from workbench.world import render
 
 EXAMPLE_QUESTION = "How far is the object in the red box <region> from the object in the blue point <region>?"
 
@@ -133,15 +137,22 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: boo
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python demos/app.py --model DIR [--data DIR]`: the same as `workbench demo`."""
-    import sys
-
-    from workbench.cli import main as workbench_main
-
-    return workbench_main(["demo", *(sys.argv[1:] if argv is None else argv)])
+# ----------------------------------------------------------------------------- CLI (`workbench demo`)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, help="model folder (workbench sft/grpo output) or VLM name")
+    parser.add_argument("--data", default=None, help="dataset folder to browse examples from")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a workshop LAN)")
+    parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+
+
+def cli(args) -> int:
+    if not Path(args.model).exists() and "/" not in args.model:
+        raise FileNotFoundError(f"model {args.model!r} is neither a folder nor a hub name")
+    engine = DemoEngine(args.model, args.data, max_new_tokens=args.max_new_tokens)
+    launch(build_app(engine), host=args.host, port=args.port, share=args.share)
+    return 0
 

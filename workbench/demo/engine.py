@@ -1,4 +1,4 @@
-"""The LOR-vs-DTR demo's engine and `workbench demo` (the Gradio UI is `demos/app.py`).
+"""The LOR-vs-DTR demo's engine (the Gradio UI over it, and `workbench demo`, are `workbench.demo.app`).
 
 `DemoEngine` answers one input on both paths: a dataset example (`compare_example(split,
 index)`) or an upload (`compare(image, question, regions)`). Each returns both completions, the
@@ -10,11 +10,12 @@ the app turns that into a message and keeps serving.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from workbench import freeform, rewards, viz
+from workbench import viz
+from workbench.dataset import freeform
 from workbench.schema import QA_TASKS, centers_of
+from workbench.tasks import rewards
 
 PATHS = ("lor", "dtr")
 
@@ -73,7 +74,7 @@ class DemoEngine:
         self.dataset = None
         self.image_size = image_size
         if data_dir:
-            from workbench.data import load_dataset_dir
+            from workbench.dataset import load_dataset_dir
 
             self.dataset = {s: ds.filter(lambda t: t in QA_TASKS, input_columns="task") for s, ds in load_dataset_dir(data_dir).items()}
             first = next((ds for ds in self.dataset.values() if len(ds)), None)
@@ -122,23 +123,3 @@ class DemoEngine:
 
     def compare(self, image: Any, question: str, regions: Any = None) -> Comparison:
         return self.compare_row(freeform.make_row(image, question, regions, image_size=self.image_size))
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="model folder (workbench sft/grpo output) or VLM name")
-    parser.add_argument("--data", default=None, help="dataset folder to browse examples from")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a workshop LAN)")
-    parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
-    parser.add_argument("--max-new-tokens", type=int, default=200)
-
-
-def cli(args) -> int:
-    from demos.app import build_app, launch
-
-    if not Path(args.model).exists() and "/" not in args.model:
-        raise FileNotFoundError(f"model {args.model!r} is neither a folder nor a hub name")
-    engine = DemoEngine(args.model, args.data, max_new_tokens=args.max_new_tokens)
-    launch(build_app(engine), host=args.host, port=args.port, share=args.share)
-    return 0
-

@@ -8,21 +8,21 @@ How it works:
 1. Rows. The QA rows (`schema.QA_TASKS`) of each chosen split; with `max_examples`, a
    round-robin over categories in dataset order, so a small budget still covers every category.
 2. Completions. Greedy, batched with left padding, one `model.generate` per batch
-   (`workbench.model.generate`); rows of one path are sorted by question length so a batch
+   (`workbench.model.inference`); rows of one path are sorted by question length so a batch
    pads little, and images are decoded a batch at a time (`ImageReader`). `auto` asks each row on `dtr` if it has regions, else on `lor`; since greedy
    decoding is deterministic, an `auto` completion is the `lor` / `dtr` completion of the
    same row when that path is evaluated too (generated once, reported under both paths).
 3. Prediction rows (`predictions.jsonl`, one per model x path x row): the completion plus the
-   ground truth needed to score it (`metrics.truth_fields`), so re-scoring needs neither the
+   ground truth needed to score it (`baselines.truth_fields`), so re-scoring needs neither the
    model nor the dataset.
-4. Metrics: `workbench.metrics`, where each one is defined. `evaluate` computes its table with
+4. Metrics: `workbench.eval.metrics`, where each one is defined. `evaluate` computes its table with
    `metrics.rescore(predictions)`, the very function a reader re-scores the saved rows with. The
    reward variant and agreement tolerances are `EvalSettings` fields, for `workbench eval --rescore`.
 5. Baselines are pseudo-models that produce completions like a model: `chance` and `oracle`
-   (`workbench.metrics`: no model needed), and `language_prior`: the last `--model` on the same
+   (`workbench.eval.metrics`: no model needed), and `language_prior`: the last `--model` on the same
    prompts with a blank gray image (`ImageReader(blank=True)`), what the text alone gives.
 
-Taught in `notebooks/04_evaluate.ipynb`; `notebooks/05_traces_3d.ipynb` calls `run_evaluation`
+Taught in `notebooks/04_evaluate.ipynb`; `notebooks/05_traces_3d.ipynb` calls `workbench.run.run_evaluation`
 when its inputs are missing.
 """
 
@@ -36,10 +36,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench import io, metrics, rewards, schema
-from workbench.settings import as_names, from_preset
+from workbench import io, schema
+from workbench.eval import baselines, metrics
+from workbench.settings import PROFILES, add_set_argument, as_names, check_profile, from_preset, parse_set
+from workbench.tasks import rewards
 
-PROFILES = ("smoke", "default", "gpu")
 BASELINES = ("chance", "language_prior", "oracle")
 SETTINGS_FILE = "eval_settings.json"
 BLANK_GRAY = (127, 127, 127)
@@ -50,8 +51,8 @@ BLANK_GRAY = (127, 127, 127)
 class EvalSettings:
     """Settings of one evaluation (`workbench eval`). Profiles are presets (`from_profile`)."""
 
-    profile: str = "default"
-    """Preset these settings started from (smoke | default | gpu)."""
+    profile: str = ""
+    """Preset these settings started from (smoke | default | gpu); "" when built without one."""
     splits: tuple[str, ...] = ("val", "test", "test_ood")
     """Dataset splits to evaluate."""
     paths: tuple[str, ...] = ("lor", "dtr", "auto")
@@ -101,8 +102,7 @@ class EvalSettings:
         self.splits = as_names(self.splits)
         self.paths = as_names(self.paths)
         self.baselines = as_names(self.baselines)
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; choose one of {PROFILES}")
+        check_profile(self.profile)
         for split in self.splits:
             if split not in schema.SPLITS:
                 raise ValueError(f"unknown split {split!r}; choose from {schema.SPLITS}")
@@ -238,8 +238,7 @@ def completions(
     from tqdm.auto import tqdm
 
     from workbench import model as M
-    from workbench import prompts
-
+    from workbench.tasks import prompts
     jobs: dict[str, dict[int, None]] = {}  # resolved path -> row indices (an ordered set)
     for path in paths:
         for i, row in enumerate(rows):
@@ -289,8 +288,7 @@ def _threads(n: int):
 
 def _predictions(label: str, rows: Sequence[Mapping[str, Any]], paths: Sequence[str], complete) -> list[dict]:
     """Prediction rows of one model: `complete((index into rows, resolved path)) -> completion`."""
-    from workbench import prompts
-
+    from workbench.tasks import prompts
     preds = []
     for path in paths:
         for i, row in enumerate(rows):
@@ -300,7 +298,7 @@ def _predictions(label: str, rows: Sequence[Mapping[str, Any]], paths: Sequence[
                     "model": label,
                     "path": path,
                     "resolved_path": resolved,
-                    **metrics.truth_fields(row),
+                    **baselines.truth_fields(row),
                     "completion": complete((i, resolved)),
                 }
             )
@@ -363,8 +361,7 @@ def evaluate(
     Writes `metrics.json`, `predictions.jsonl` and `eval_settings.json` into `out` (atomically,
     each) when given. The metrics are `metrics.rescore(predictions)`.
     """
-    from workbench import data as data_mod
-
+    from workbench.dataset import build as data_mod
     settings = settings or EvalSettings()
     specs = _model_specs(models) if models else []
     if not specs and not settings.baselines:
@@ -397,15 +394,15 @@ def evaluate(
             continue
         t0 = time.time()
         if name == "chance":
-            priors = metrics.number_priors(data, rows)
+            priors = baselines.number_priors(data, rows)
             texts = {
-                (i, p): metrics.chance_completion(row, p, priors.get(row["category"], 1.0), settings.seed)
+                (i, p): baselines.chance_completion(row, p, priors.get(row["category"], 1.0), settings.seed)
                 for p in ("lor", "dtr")
                 for i, row in enumerate(rows)
             }
         elif name == "oracle":
             texts = {
-                (i, p): metrics.oracle_completion(row, p)
+                (i, p): baselines.oracle_completion(row, p)
                 for p in ("lor", "dtr")
                 for i, row in enumerate(rows)
             }
@@ -440,61 +437,10 @@ def _load(spec: Any, settings: EvalSettings):
     if isinstance(spec, tuple):
         return spec
     from workbench import model as M
-
     return M.load(spec, device=_device(settings))
 
 
 # ----------------------------------------------------------------------------- run folders (notebooks 04, 05)
-
-RUN_STAGES = ("sft", "grpo")
-"""Model folders of a run folder, in the order they are evaluated (the last is the main model)."""
-
-
-def run_models(run_dir: str | Path) -> dict[str, Path]:
-    """{stage: folder} of the finished models in a run folder (a final `config.json`, which the
-    SFT and GRPO stages write last)."""
-    run = Path(run_dir)
-    return {stage: run / stage for stage in RUN_STAGES if (run / stage / "config.json").is_file()}
-
-
-def prepare_run(
-    run_dir: str | Path, profile: str = "smoke", seed: int = 0, model: str = "", progress: bool = False
-) -> tuple[Path, dict[str, Path]]:
-    """(data folder, {stage: model folder}) of a run folder, regenerating what is missing from
-    the seed through the library: the dataset (`workbench.data`), and an SFT model
-    (`workbench.sft.train_sft`, from `model` or the built-in tiny one) when the run has neither
-    an SFT nor a GRPO model."""
-    from workbench import data
-
-    run = Path(run_dir)
-    data_dir = run / "data"
-    if not data.is_dataset_dir(data_dir):
-        data.build_dataset(data.DataSettings.from_profile(profile, seed=seed), data_dir, progress=progress)
-    models = run_models(run)
-    if not models:
-        from workbench import sft
-
-        settings = sft.SFTSettings.from_profile(profile, seed=seed, disable_tqdm=not progress)
-        sft.train_sft(data_dir, run / "sft", settings, model_name_or_path=model, resume=True)
-        models = run_models(run)
-    return data_dir, models
-
-
-def run_evaluation(
-    run_dir: str | Path,
-    profile: str = "smoke",
-    seed: int = 0,
-    model: str = "",
-    progress: bool = False,
-    **overrides: Any,
-) -> EvalResult:
-    """Evaluate a run folder's models (`prepare_run`) and the three baselines into `{run_dir}/eval`.
-    `overrides` are `EvalSettings` fields."""
-    data_dir, models = prepare_run(run_dir, profile, seed, model, progress)
-    overrides = {"baselines": BASELINES, "seed": seed, **overrides}
-    settings = EvalSettings.from_profile(profile, **overrides)
-    return evaluate(models, data_dir, Path(run_dir) / "eval", settings, progress=progress)
-
 
 # ----------------------------------------------------------------------------- CLI
 
@@ -532,12 +478,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="detect reward denominator (default predicted)",
     )
     add("--no-progress", action="store_true", help="no progress bars")  # fmt: skip
+    add_set_argument(parser, EvalSettings)
 
 
 def cli(args: argparse.Namespace) -> int:
     keys = ("splits", "paths", "baselines", "max_examples", "batch_size", "max_new_tokens", "device",
             "center_reward", "detect_denominator")  # fmt: skip
-    overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    overrides = parse_set(EvalSettings, args.set) | {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     settings = EvalSettings.from_profile(args.profile, **overrides)
     out = Path(args.out)
     if args.rescore:

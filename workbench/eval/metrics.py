@@ -1,17 +1,16 @@
-"""Metrics computed from saved predictions, no model (SPEC section 7): scoring, tables, diagnostics.
+"""Metrics computed from saved predictions, no model (SPEC section 7): scoring and tables.
 
-A prediction row (`predictions.jsonl`, one per model x path x row, written by `workbench.evaluate`)
-carries its completion and every piece of ground truth needed to score it (`truth_fields`: answer,
+A prediction row (`predictions.jsonl`, one per model x path x row, written by `workbench.eval.evaluate`)
+carries its completion and every piece of ground truth needed to score it (`baselines.truth_fields`: answer,
 choices, role labels, centers, camera_to_world, ...), so all of this runs from the saved file alone
 (`workbench eval --rescore DIR/predictions.jsonl --out DIR2 [--center-reward exp]`).
 `score_prediction` derives the parsed answer, parsed / matched centers, the SPEC rewards, `correct`
 and the implied answer; `aggregate` turns scored rows into `metrics.json` rows; `rescore` is both.
-`workbench.evaluate` computes its table with `rescore` too, so the saved table and a re-scoring of
+`workbench.eval.evaluate` computes its table with `rescore` too, so the saved table and a re-scoring of
 the saved predictions cannot drift; `rescore(preds, EvalSettings(...))` re-scores under another
-reward variant or agreement tolerance. `diagnose`, `largest_center_errors` and
-`right_with_wrong_geometry` tell perception errors from reasoning errors. The `chance` and `oracle`
-baselines need no model, so their completions are built here (`chance_completion`,
-`oracle_completion`); the oracle must score 1.0 everywhere, which checks this module.
+reward variant or agreement tolerance. `workbench.eval.diagnostics` tells perception errors from
+reasoning errors; `workbench.eval.baselines` builds the `chance` and `oracle` completions (the
+oracle must score 1.0 everywhere, which checks this module).
 
 Metric definitions (per model x path x split x category, plus `category = "all"`; None where
 a metric has no rows to average over):
@@ -71,17 +70,23 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from workbench import io, rewards, schema
+from workbench import io, schema
+from workbench.tasks import rewards
 
-if TYPE_CHECKING:  # the settings of `workbench eval`; scoring reads only the fields named in `_scoring`
-    from workbench.evaluate import EvalSettings
+
+class ScoringSettings(Protocol):
+    """What scoring reads of the settings of `workbench eval` (`evaluate.EvalSettings` is one)."""
+
+    agreement_abs: float
+    agreement_rel: float
+
+    def reward_settings(self) -> rewards.RewardSettings: ...
 
 PATH_ORDER = ("lor", "dtr", "auto")
 """Reasoning paths in their canonical order (the rows of `metrics.json` follow it)."""
@@ -197,7 +202,7 @@ def answers_agree(
 # ----------------------------------------------------------------------------- scoring one prediction
 
 
-def _scoring(settings: EvalSettings | None) -> tuple[rewards.RewardSettings, float, float]:
+def _scoring(settings: ScoringSettings | None) -> tuple[rewards.RewardSettings, float, float]:
     """(reward variant, agreement abs tolerance, agreement rel tolerance) of `settings`; None = the
     defaults, which are those of `EvalSettings()`: the SPEC rewards."""
     if settings is None:
@@ -227,15 +232,14 @@ def _truth_row(pred: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def score_prediction(pred: Mapping[str, Any], settings: EvalSettings | None = None) -> dict[str, Any]:
+def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None = None) -> dict[str, Any]:
     """A copy of prediction `pred` with every derived field recomputed from its completion and
     the ground truth it carries: `pred_answer`, `stated_answer`, `pred_centers`,
     `matched_centers`, `center_errors`, `center_error_m` (mean over this row's matched labels),
     `accuracy`, `format`, `detect`, `overall` (SPEC rewards), `correct`, `rel_error`,
     `implied_answer`, `implied_agrees`. `settings`: an `evaluate.EvalSettings` (its reward variant
     and agreement tolerances); None = the defaults."""
-    from workbench import questions
-
+    from workbench.tasks import questions
     reward_settings, agreement_abs, agreement_rel = _scoring(settings)
     out = dict(pred)
     text = rewards.completion_text(pred.get("completion")) or ""
@@ -308,7 +312,7 @@ def score_prediction(pred: Mapping[str, Any], settings: EvalSettings | None = No
 
 
 def score_predictions(
-    predictions: Iterable[Mapping[str, Any]], settings: EvalSettings | None = None
+    predictions: Iterable[Mapping[str, Any]], settings: ScoringSettings | None = None
 ) -> list[dict]:
     """`score_prediction` of each row."""
     return [score_prediction(p, settings) for p in predictions]
@@ -465,7 +469,7 @@ def aggregate(scored: Iterable[Mapping[str, Any]]) -> list[dict]:
 
 
 def rescore(
-    predictions: Iterable[Mapping[str, Any]] | str | Path, settings: EvalSettings | None = None
+    predictions: Iterable[Mapping[str, Any]] | str | Path, settings: ScoringSettings | None = None
 ) -> list[dict]:
     """`metrics.json` rows recomputed from prediction rows (or a `predictions.jsonl` path) alone:
     no model, no dataset. Pass `settings` to re-score under another reward variant
@@ -503,157 +507,6 @@ def read_metrics(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no metrics file at {path}")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-# ----------------------------------------------------------------------------- diagnostics
-
-
-def diagnose(scored: Iterable[Mapping[str, Any]]) -> list[dict]:
-    """Perception vs reasoning errors of the DTR predictions, per model x path x split.
-
-    Over the rows whose detected centers imply an answer (`implied_answer` not None):
-    `right_right_geometry` (answer right, centers imply it too), `right_wrong_geometry`
-    (answer right although its own centers imply another: luck or a shortcut),
-    `reasoning_error` (answer wrong although its centers imply the right one),
-    `perception_error` (answer wrong and the centers imply a wrong answer), as shares of
-    `n_implied`; `n_dtr` counts every row asked on DTR."""
-    groups: dict[tuple, list[Mapping[str, Any]]] = {}
-    for p in scored:
-        if p.get("resolved_path") == "dtr":
-            groups.setdefault((str(p["model"]), p["path"], p["split"]), []).append(p)
-    out = []
-    for (model, path, split), rows in groups.items():
-        implied = [p for p in rows if p.get("implied_correct") is not None]
-        n = len(implied)
-        counts = {
-            "right_right_geometry": sum(bool(p["correct"] and p["implied_correct"]) for p in implied),
-            "right_wrong_geometry": sum(bool(p["correct"] and not p["implied_correct"]) for p in implied),
-            "reasoning_error": sum(bool(not p["correct"] and p["implied_correct"]) for p in implied),
-            "perception_error": sum(bool(not p["correct"] and not p["implied_correct"]) for p in implied),
-            "implied_answer_agreement": sum(bool(p["implied_agrees"]) for p in implied),
-        }
-        shares = {k: (v / n if n else None) for k, v in counts.items()}
-        out.append(
-            {"model": model, "path": path, "split": split, "n_dtr": len(rows), "n_implied": n, **shares}
-        )
-    return out
-
-
-def largest_center_errors(scored: Iterable[Mapping[str, Any]], k: int = 6, **where: Any) -> list[dict]:
-    """The `k` predictions with the largest mean center error (filter with keyword columns)."""
-    rows = [p for p in _where(scored, where) if p.get("center_error_m") is not None]
-    return sorted(rows, key=lambda p: -p["center_error_m"])[:k]
-
-
-def right_with_wrong_geometry(
-    scored: Iterable[Mapping[str, Any]], min_error_m: float = 0.3, **where: Any
-) -> list[dict]:
-    """Right answers whose detected geometry is wrong: a matched center off by at least
-    `min_error_m`, or centers that imply a wrong answer. Largest error first."""
-    rows = [
-        p
-        for p in _where(scored, where)
-        if p.get("correct")
-        and (
-            any(d >= min_error_m for d in (p.get("center_errors") or {}).values())
-            or p.get("implied_correct") is False
-        )
-    ]
-    return sorted(rows, key=lambda p: -(p.get("center_error_m") or 0.0))
-
-
-def _where(rows: Iterable[Mapping[str, Any]], where: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [r for r in rows if all(v is None or r.get(k) == v for k, v in where.items())]
-
-
-# ----------------------------------------------------------------------------- ground truth and baselines
-
-
-def truth_fields(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The ground truth a prediction row carries, so it can be re-scored without the dataset."""
-    from workbench import questions
-
-    centers = schema.centers_of(row)
-    try:
-        labels = questions.role_labels(row)
-    except (KeyError, ValueError):
-        labels = list(centers)
-    return {
-        "id": row["id"],
-        "row_index": row.get("row_index"),
-        "scene_id": row.get("scene_id"),
-        "split": row["split"],
-        "task": row["task"],
-        "category": row["category"],
-        "question": row["question"],
-        "answer_type": row["answer_type"],
-        "answer": row["answer"],
-        "choices": list(row.get("choices") or []),
-        "regions": [dict(r) for r in row.get("regions") or []],
-        "role_labels": labels,
-        "gt_centers": centers,
-        "camera_to_world": row.get("camera_to_world"),
-        "intrinsics": row.get("intrinsics"),
-        "reference_targets": {path: str(row[key]) for path, key in (("lor", "lor_target"), ("dtr", "dtr_target"))
-                              if row.get(key)},
-    }
-
-
-def chance_completion(row: Mapping[str, Any], path: str, number_prior: float = 1.0, seed: int = 0) -> str:
-    """A guess in the format of `path`: a uniform letter (seeded by `seed` and the row id) for
-    choice questions, `number_prior` for numeric ones. No centers are detected."""
-    if row["answer_type"] == "number":
-        answer = f"{number_prior:.2f}"
-    else:
-        n = len(row.get("choices") or []) or 2
-        answer = "ABCDEFGH"[random.Random(f"chance|{seed}|{row['id']}").randrange(n)]
-    return _completion(path, [], "A guess without looking.", answer)
-
-
-def oracle_completion(row: Mapping[str, Any], path: str) -> str:
-    """The exact SPEC format of `path` with the true centers (2 decimals) of the question's
-    objects and the answer recomputed from the stored geometry."""
-    from workbench import questions, traces
-
-    answer = questions.recompute_answer(row)
-    boxes = []
-    if path == "dtr":
-        centers = schema.centers_of(row)
-        labels = questions.role_labels(row) if centers else []
-        indices = questions.roles(row) if centers else []
-        boxes = [
-            traces.box3d(centers[lab], row["objects"][i]["name"], lab) for lab, i in zip(labels, indices)
-        ]
-    return _completion(path, boxes, "The answer follows from the true geometry.", answer)
-
-
-def _completion(path: str, boxes: Sequence[str], think: str, answer: str) -> str:
-    from workbench import traces
-
-    if path == "dtr":
-        return traces.dtr(boxes, think, answer)
-    return traces.lor(think, answer)
-
-
-def number_priors(data: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """{numeric category: median answer} of the train split (of `rows` when there is none)."""
-    source: list[tuple[str, str]] = []
-    if "train" in data:
-        train = data["train"].select_columns(["task", "category", "answer_type", "answer"])
-        source = [
-            (r["category"], r["answer"])
-            for r in train
-            if r["answer_type"] == "number" and r["task"] in schema.QA_TASKS
-        ]
-    if not source:
-        source = [(r["category"], r["answer"]) for r in rows if r["answer_type"] == "number"]
-    by_cat: dict[str, list[float]] = {}
-    for cat, answer in source:
-        value = rewards.parse_number(str(answer))
-        if value is not None:
-            by_cat.setdefault(cat, []).append(value)
-    overall = median([v for vs in by_cat.values() for v in vs]) or 1.0
-    return {cat: median(by_cat.get(cat, [])) or overall for cat in (*schema.NUMERIC_CATEGORIES, *by_cat)}
 
 
 # ----------------------------------------------------------------------------- tables

@@ -58,7 +58,7 @@ SYSTEM_PROMPTS_SHORT = {
 """One-line system prompts for the built-in model (`ModelSettings.system_prompts = "short"`). A
 model trained from scratch reads no instructions: the system prompt only has to tell the paths
 apart, and every token of it is one more position the question's labels compete with for
-attention. Measured in docs/design.md: with the full prompts the tiny model's DTR completions
+attention. Measured in docs/experiments.md: with the full prompts the tiny model's DTR completions
 named the question's region labels 18-21% of the time, with these 45-54%."""
 
 SYSTEM_STYLES = ("full", "short")
@@ -69,7 +69,7 @@ for real pretrained VLMs) or `letter_after` ("- left (A)", the built-in model). 
 ends "so the answer is left (A)"; with `letter_after` the option line holds the same two tokens
 (" left", " (A)") in the same order, so writing the letter is one induction copy (find the
 earlier " left", write what followed it) instead of a look-back across the line. Measured in
-docs/design.md (issue #3)."""
+docs/experiments.md (issue #3)."""
 
 
 def option_lines(choices: list[str], style: str = "letter_first") -> str:
@@ -105,7 +105,7 @@ def user_text(row: Mapping[str, Any], region_coords: bool = True, option_style: 
     """The question of `row` as the model reads it: each `<region>` followed by its location
     tokens (region_coords=True, the built-in model), then the options, one line each in
     `option_style` (`OPTION_STYLES`)."""
-    from workbench.model import encode_region_tokens
+    from workbench.tasks.locations import encode_region_tokens
 
     question = str(row["question"])
     regions = list(row.get("regions") or [])

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from workbench import questions as Q
-from workbench.scenes import camera_pitch, project, world_from_camera
+from workbench.tasks import vocab as Q
+from workbench.world.scenes import camera_pitch, project, world_from_camera
 
 # ----------------------------------------------------------------------------- formats
 
@@ -310,7 +310,7 @@ def lor_think(row: Mapping[str, Any], rng: np.random.Generator | None = None) ->
 def _general_only_think(row: Mapping[str, Any], rng) -> str:
     cat = row["category"]
     color, name = Q.parse_target(row["question"], cat)
-    found = [o for o in row["objects"] if Q._matches(o, color, name)]
+    found = [o for o in row["objects"] if Q.matches(o, color, name)]
     opt = _option(row)
     if cat == "count":
         listed = (
@@ -328,7 +328,7 @@ def dtr_target(row: Mapping[str, Any], rng: np.random.Generator | None = None, s
     cat, ans = row["category"], row["answer"]
     if cat in ("count", "exists"):
         color, name = Q.parse_target(row["question"], cat)
-        found = [o for o in row["objects"] if Q._matches(o, color, name)]
+        found = [o for o in row["objects"] if Q.matches(o, color, name)]
         boxes = [box3d(o["center"], o["name"], f"{o['color']} {o['name']}") for o in found]
         n = len(found)
         verdict = f"That makes {n}" if cat == "count" else ("One is there" if n else "None is there")

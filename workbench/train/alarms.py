@@ -6,7 +6,7 @@ usual RL failure modes: the format reward saturating while accuracy stays flat, 
 collapsing or exploding, most groups having zero reward variance, and the choice answers piling
 onto one letter. Each alarm is logged as a
 warning, appended to `{output_dir}/alarms.jsonl` and kept in `AlarmCallback.alarms`; thresholds
-are the `alarm_*` fields of `grpo.GRPOSettings`.
+are the `alarm_*` fields of `grpo_settings.GRPOSettings`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from transformers import TrainerCallback
 
 from workbench import io
-
-if TYPE_CHECKING:
-    from workbench.grpo import GRPOSettings
+from workbench.train.grpo_settings import GRPOSettings
 
 logger = logging.getLogger(__name__)
 

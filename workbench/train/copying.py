@@ -5,7 +5,7 @@ Why (issue #3). Every SFT target copies from the prompt: the region labels of th
 ("the green point"), and the option letter of the conclusion ("so the answer is right (B)" must
 find "right" among the options and write its letter). A randomly initialised 4-layer model
 learns neither inside the default SFT budget: the letter after the conclusion matched the
-conclusion's own option about half the time (`letter_agreement` in `workbench.metrics`), so
+conclusion's own option about half the time (`letter_agreement` in `workbench.eval.metrics`), so
 choice accuracy stayed at chance even where the reasoning was right. Copying is a skill of the
 language model alone, so it can be taught on short text-only sequences that cost a fraction of
 an image example, with every target token a copy:
@@ -14,7 +14,7 @@ an image example, with every target token a copy:
 - look up: "Which option is w?" with 2-4 options listed in the model's option style ("A. w1"
   or "- w1 (A)", `prompts.OPTION_STYLES`) -> "w (L)", L the letter of w's line: the letter must
   be read off the options (the question names only w). Replies are bare: runs whose replies
-  began with a fixed prefix lost most of their label copying after SFT (docs/design.md).
+  began with a fixed prefix lost most of their label copying after SFT (docs/experiments.md).
 
 Words are whole-word tokens of the model's own tokenizer, drawn at random, so no shortcut of
 the SFT data (fixed option pairs, the question's word order) can stand in for the copy.
@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from workbench import prompts
+from workbench.tasks import prompts
 
 LETTERS = prompts.LETTERS[:4]
 """Letters of a look-up's 2-4 options: the prompts' own, so option lines and replies agree."""

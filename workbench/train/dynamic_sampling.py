@@ -21,19 +21,17 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from trl import GRPOTrainer
-from trl.trainer.utils import RepeatSampler, nanstd, split_pixel_values_by_grid, unsplit_pixel_values_by_grid
 
-from workbench import io
-from workbench import rewards as rewards_mod
-
-if TYPE_CHECKING:
-    from workbench.grpo import GRPOSettings
+from workbench import compat, io
+from workbench.tasks import rewards as rewards_mod
+from workbench.train.grpo_settings import GRPOSettings
 
 logger = logging.getLogger(__name__)
+compat.require_hooks(GRPOTrainer)  # the hooks DynamicSamplingGRPOTrainer overrides
 
 
 def group_kept(mean: float, low: float = 0.2, high: float = 0.99) -> bool:
@@ -186,7 +184,7 @@ def merge_rows(
                 raise ValueError(f"dynamic sampling cannot merge {key!r}: its width differs between batches")
             pieces[p] = t
         out[key] = torch.stack([pieces[p][j] for p, j in order])
-    return unsplit_pixel_values_by_grid(out)
+    return compat.unsplit_pixel_values_by_grid(out)
 
 
 def _answer_letter(completion: Any) -> str | None:
@@ -278,14 +276,14 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             out = super()._generate_and_score_completions(batch)
             grouped = self._last_overall.view(-1, g)  # (groups of all processes, G), same on every process
             means = torch.nanmean(grouped, dim=1).cpu()
-            stds = nanstd(grouped, dim=1).cpu()
+            stds = compat.nanstd(grouped, dim=1).cpu()
             keep = torch.tensor([group_kept(float(m), settings.keep_low, settings.keep_high) for m in means])
             assert keep.numel() == n_proc * need, f"{keep.numel()} groups for {n_proc} x {need}"
             counts += keep.view(n_proc, need).sum(dim=1)
             generated += keep.numel()
             kept_total += int(keep.sum())
             mine = slice(rank * need, (rank + 1) * need)
-            parts.append(split_pixel_values_by_grid(out))
+            parts.append(compat.split_pixel_values_by_grid(out))
             cand_means += means[mine].tolist()
             cand_stds += stds[mine].tolist()
             cand_ref += [(attempt, k) for k in range(need)]
@@ -294,7 +292,7 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             batch = self._next_refill_batch(len(inputs))
         chosen, n_fallback = choose_groups(cand_means, cand_stds, need, settings.keep_low, settings.keep_high)
         picks = [(cand_ref[c][0], cand_ref[c][1] * g + j) for c in chosen for j in range(g)]
-        merged = merge_rows(parts, picks, self._tokenizer.pad_token_id, self.pad_to_multiple_of)
+        merged = merge_rows(parts, picks, compat.grpo_pad_token_id(self), self.pad_to_multiple_of)
         mask = (
             merged["completion_mask"]
             if "tool_mask" not in merged
@@ -302,7 +300,7 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         )
         merged["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
         fallback_total = int(self.accelerator.gather(torch.tensor([n_fallback], device=mask.device)).sum())
-        metrics = self._metrics["train"]
+        metrics = compat.grpo_metrics(self, "train")
         metrics["dynamic_sampling/kept_group_fraction"].append(kept_total / generated)
         metrics["dynamic_sampling/tries"].append(float(len(parts)))
         metrics["dynamic_sampling/fallback_groups"].append(float(fallback_total))
@@ -334,7 +332,7 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         while True:
             # Seeded by the step the stream starts at, so a resumed run does not replay the same prompts.
             seed = self.args.seed + 1 + 7919 * (self.state.global_step + 1) + epoch
-            sampler = RepeatSampler(self.train_dataset, g, batch_size=n_global // g, shuffle=True, seed=seed)
+            sampler = compat.RepeatSampler(self.train_dataset, g, batch_size=n_global // g, shuffle=True, seed=seed)
             indices = list(sampler)
             if len(indices) < n_global:
                 raise ValueError(

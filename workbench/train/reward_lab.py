@@ -4,7 +4,7 @@ Taught in `notebooks/03_grpo.ipynb` (reward lab, threshold sweep, before and aft
 Nothing here runs TRL: completions are scored with `rewards.score` exactly as the GRPO reward
 functions score them (`score_row`), hand-written variants of a row's target break one thing at a
 time (`example_completions`), `sample_groups` samples a first-step group per prompt with the
-rollout settings of a `grpo.GRPOSettings`, `kept_fraction` applies the dynamic-sampling filter
+rollout settings of a `grpo_settings.GRPOSettings`, `kept_fraction` applies the dynamic-sampling filter
 (`dynamic_sampling.group_kept`) to those groups, and `compare_completions` scores greedy answers
 of several model folders side by side.
 """
@@ -15,15 +15,12 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from workbench import model as model_mod
-from workbench import rewards as rewards_mod
-from workbench.dynamic_sampling import group_kept
 from workbench.schema import PATHS, QA_TASKS
-
-if TYPE_CHECKING:
-    from workbench.grpo import GRPOSettings
+from workbench.tasks import rewards as rewards_mod
+from workbench.train.dynamic_sampling import group_kept
+from workbench.train.grpo_settings import GRPOSettings
 
 
 def score_row(completion: str | None, row: dict, path: str | None = None, settings=None) -> dict[str, float]:

@@ -24,7 +24,7 @@ before RL. How it departs from a plain `SFTTrainer(model, train_dataset=...)` ca
    to stop. `make_collator` builds the collator the trainer uses; `collate` shows its labels.
 4. The built-in model is created here (`model.build_tiny`, tokenizer trained on
    `prompts.corpus` of the train split) and first gets the text-only copy warm-up
-   (`workbench.copying`, `copy_warmup_steps`): without it, a fresh model does not learn to copy
+   (`workbench.train.copying`, `copy_warmup_steps`): without it, a fresh model does not learn to copy
    an option's letter within the SFT budget. A pretrained VLM is loaded with LoRA
    (`model.load`) and merged before the final save, so `model.load(out_dir)` reads every result.
 5. Checkpoints `checkpoint-*` every `save_steps`; `resume=True` continues from the last one
@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -48,36 +46,37 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench import copying, io, perception, schema
-from workbench.prompts import OPTION_STYLES
-from workbench.settings import from_preset, trainer_bf16, trainer_report_to
+from workbench import compat, io, rundir
+from workbench.settings import (
+    PROFILES,
+    add_set_argument,
+    check_profile,
+    from_preset,
+    parse_set,
+    trainer_bf16,
+    trainer_report_to,
+)
+from workbench.tasks.prompts import OPTION_STYLES
+from workbench.train import copying
+from workbench.train.examples import BLENDS, load_splits, qa_rows, training_examples
+from workbench.train.quick_eval import chance_choice_accuracy, quick_eval
 
-PROFILES = ("smoke", "default", "gpu")
 SUMMARY = "sft_summary.json"
 """Written last into the output folder: its presence marks a finished run."""
-
-BLENDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "blend": {"paths": ("lor", "dtr"), "tasks": ("region_qa", "general_qa", "ground_3d", "ground_2d", "caption")},
-    "cot_only": {"paths": ("lor", "dtr"), "tasks": ("region_qa", "general_qa")},
-    "lor_only": {"paths": ("lor",), "tasks": ("region_qa", "general_qa")},
-    "dtr_only": {"paths": ("dtr",), "tasks": ("region_qa", "general_qa")},
-}
-"""Cold-start mixtures: `paths` each QA row is trained on (one example per path), `tasks` kept."""
 
 COPY_WARMUP_STEPS = 2500
 """Copy warm-up of the default and gpu profiles: 5-9 minutes on 2 CPU cores (issue #3)."""
 
-REQUIRED_COLUMNS = ("id", "task", "image", "regions", "question", "category", "answer_type", "answer",
-                    "choices", "path", "centers", "lor_target", "dtr_target")
-"""Columns SFT reads from the dataset (`schema.COLUMNS` is the full contract)."""
+SFT_MARKS = (SUMMARY, "trainer_state.json", "config.json", "runs")
+"""Files and folders that make a folder an SFT run (runs/: tensorboard logs of a run killed early)."""
 
 
 @dataclass
 class SFTSettings:
     """Settings of one cold-start SFT run. Profiles are presets (`from_profile`)."""
 
-    profile: str = "default"
-    """Preset these settings started from (smoke | default | gpu)."""
+    profile: str = ""
+    """Preset these settings started from (smoke | default | gpu); "" when built without one."""
     blend: str = "blend"
     """Training mixture, a key of `BLENDS`: blend | cot_only | lor_only | dtr_only."""
     model_profile: str = ""
@@ -145,20 +144,10 @@ class SFTSettings:
     eval_batch_size: int = 16
     """Rows per `generate` call in the quick evaluation."""
     copy_warmup_steps: int = 0
-    """Steps of the text-only copy warm-up (`workbench.copying`) a fresh built-in model gets before
+    """Steps of the text-only copy warm-up (`workbench.train.copying`) a fresh built-in model gets before
     SFT; 0 = none. Skipped for pretrained VLMs, already warmed models and resumed runs."""
     copy_warmup_batch_size: int = 32
     """Sequences per copy warm-up step (short and text-only: about a fifth of an image example)."""
-    perception_warmup_steps: int = 0
-    """Steps of the region perception warm-up (`workbench.perception`) a fresh built-in model gets
-    before SFT (and before the copy warm-up); 0 = none (every profile: an opt-in, measured in
-    docs/design.md; 800 took 3.5 minutes on 2 cores). Skipped like the copy warm-up."""
-    perception_warmup_images: int = 16
-    """Training images per perception warm-up step (every object of each is a region)."""
-    describe_warmup_steps: int = 0
-    """Steps of the describe warm-up (`perception.describe_warm_up`: write the numbers of marked
-    regions in the traces' words) after the copy warm-up; 0 = none (every profile: an opt-in;
-    600 took 6.5 minutes on 2 cores). Skipped like the copy warm-up."""
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> SFTSettings:
@@ -212,8 +201,7 @@ class SFTSettings:
         return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; choose one of {PROFILES}")
+        check_profile(self.profile)
         if self.blend not in BLENDS:
             raise ValueError(f"unknown blend {self.blend!r}; choose one of {tuple(BLENDS)}")
         if self.model_profile not in ("", *PROFILES):
@@ -225,11 +213,6 @@ class SFTSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"max_steps must be a positive number of steps or -1, got {self.max_steps!r}")
-        if self.describe_warmup_steps < 0:
-            raise ValueError(f"describe_warmup_steps must be >= 0, got {self.describe_warmup_steps!r}")
-        if self.perception_warmup_steps < 0 or self.perception_warmup_images < 1:
-            raise ValueError("perception_warmup_steps must be >= 0 and perception_warmup_images >= 1, got "
-                             f"{self.perception_warmup_steps!r} and {self.perception_warmup_images!r}")
         if self.copy_warmup_steps < 0 or self.copy_warmup_batch_size < 1:
             raise ValueError("copy_warmup_steps must be >= 0 and copy_warmup_batch_size >= 1, got "
                              f"{self.copy_warmup_steps!r} and {self.copy_warmup_batch_size!r}")
@@ -266,128 +249,6 @@ class SFTResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
-
-
-def load_splits(data_dir: str | os.PathLike, splits: Sequence[str] = ("train", "val")):
-    """The DatasetDict at `data_dir`, checked for the splits and columns SFT needs."""
-    from workbench import data
-
-    path = Path(data_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset folder {str(path)!r} does not exist (build one with `workbench data --out {path}`)")
-    dd = data.load_dataset_dir(path)
-    for split in splits:
-        if split not in dd:
-            raise ValueError(f"dataset {str(path)!r} has no {split!r} split (it has {sorted(dd)})")
-        missing = [c for c in REQUIRED_COLUMNS if c not in dd[split].column_names]
-        if missing:
-            raise ValueError(f"dataset {str(path)!r}, split {split!r} lacks required columns {missing}")
-    return dd
-
-
-def example_index(tasks: Sequence[str], blend: str) -> list[tuple[int, str]]:
-    """(row index, path) of every training example of `blend`: one per path for QA rows, one
-    (path "plain") for blend rows.
-
-    >>> example_index(["region_qa", "caption", "general_qa"], "blend")
-    [(0, 'lor'), (0, 'dtr'), (1, 'plain'), (2, 'lor'), (2, 'dtr')]
-    >>> example_index(["region_qa", "caption"], "dtr_only")
-    [(0, 'dtr')]
-    """
-    if blend not in BLENDS:
-        raise ValueError(f"unknown blend {blend!r}; choose one of {tuple(BLENDS)}")
-    preset = BLENDS[blend]
-    out: list[tuple[int, str]] = []
-    for i, task in enumerate(tasks):
-        if task not in preset["tasks"]:
-            continue
-        if task in schema.QA_TASKS:
-            out += [(i, path) for path in preset["paths"]]
-        else:
-            out.append((i, "plain"))
-    return out
-
-
-def training_examples(rows, blend: str = "blend", region_coords: bool = True, max_examples: int = 0, seed: int = 0,
-                      group_size: int = 1, system: str = "full", option_style: str = "letter_first"):
-    """The `datasets.Dataset` TRL trains on, one item per (row, path) of `blend`, shuffled with
-    `seed` (`max_examples` > 0 keeps the first ones). `group_size` > 1 orders the items so that
-    each consecutive group of that many shares one path (see `group_by_path`), with the groups in
-    seeded random order. Items are made on access (a `with_transform`,
-    so an epoch never pays for examples it does not reach): `messages` (system, user with an image
-    placeholder, assistant target), `image`, and `id` / `task` / `path` for inspection (TRL's
-    collator reads only the first two). `.with_format(None)` shows the raw index: row, task, path.
-    `region_coords`, `system` and `option_style` shape the prompts (`model.prompt_options(model)`
-    gives all three).
-    """
-    import datasets as hf
-    import numpy as np
-
-    from workbench import prompts
-
-    tasks = list(rows["task"])  # a plain list: indexing a datasets Column reads the table each time
-    index = example_index(tasks, blend)
-    if not index:
-        raise ValueError(f"the training split has no rows for blend {blend!r} (tasks {BLENDS[blend]['tasks']})")
-    order = np.random.default_rng(seed).permutation(len(index))
-    if max_examples:
-        order = order[:max_examples]
-    picked = [index[i] for i in order]
-    if group_size > 1:
-        picked = group_by_path(picked, group_size, seed)
-    kept = [c for c in ("id", "task", "image", "regions", "question", "choices", "lor_target", "dtr_target")
-            if c in rows.column_names]
-    source = rows.select_columns(kept)  # no copy; depth and geometry are never read
-
-    def make(batch: dict[str, list]) -> dict[str, list]:
-        src = source[list(batch["row"])]  # dict of columns, images decoded
-        out: dict[str, list] = {"messages": [], "image": src["image"], "id": src["id"], "task": src["task"],
-                                "path": list(batch["path"])}
-        for k, path in enumerate(batch["path"]):
-            row = {c: src[c][k] for c in kept}
-            out["messages"].append(prompts.to_messages(row, "auto" if path == "plain" else path,
-                                                       region_coords=region_coords, with_target=True,
-                                                       system=system, option_style=option_style))
-        return out
-
-    raw = hf.Dataset.from_dict({"row": [i for i, _ in picked], "task": [tasks[i] for i, _ in picked],
-                                "path": [p for _, p in picked]})
-    return raw.with_transform(make)
-
-
-def group_by_path(items: Sequence[tuple[int, str]], size: int, seed: int = 0) -> list[tuple[int, str]]:
-    """`items` (row, path) reordered into consecutive groups of `size` with one path each (DTR
-    prompts are about twice as long as LOR ones, so a mixed batch is mostly padding), the groups
-    in seeded random order; what is left of each path (fewer than `size`) goes last, so that
-    every batch boundary stays on a group boundary.
-
-    >>> group_by_path([(0, "lor"), (1, "dtr"), (2, "lor"), (3, "dtr"), (4, "lor")], 2, seed=0)
-    [(1, 'dtr'), (3, 'dtr'), (0, 'lor'), (2, 'lor'), (4, 'lor')]
-    """
-    import numpy as np
-
-    groups, rest = [], []
-    for path in sorted({p for _, p in items}):
-        same = [item for item in items if item[1] == path]
-        full = len(same) - len(same) % size
-        groups += [same[i : i + size] for i in range(0, full, size)]
-        rest += same[full:]
-    order = np.random.default_rng(seed).permutation(len(groups))
-    return [item for g in order for item in groups[g]] + rest
-
-
-def qa_rows(split, n: int, seed: int = 0) -> list[dict]:
-    """`n` QA rows (region_qa, general_qa) of a split, a seeded random sample in a fixed order."""
-    import numpy as np
-
-    idx = [i for i, t in enumerate(split["task"]) if t in schema.QA_TASKS]
-    if n and n < len(idx):
-        idx = sorted(np.random.default_rng(seed).choice(idx, size=n, replace=False).tolist())
-    return [split[int(i)] for i in idx]
-
-
-# ---------------------------------------------------------------------------------------------
 # Model and trainer
 
 
@@ -396,12 +257,11 @@ def build_model(train_rows, settings: SFTSettings, model_name_or_path: str = "")
     text (`prompts.corpus`), or a pretrained VLM / saved checkpoint loaded with `model.load`
     (LoRA for a pretrained VLM when `settings.use_lora`)."""
     from workbench import model as M
-    from workbench import prompts
-
+    from workbench.tasks import prompts
     if not model_name_or_path:
         text_rows = train_rows.select_columns(["question", "regions", "choices", "lor_target", "dtr_target"])
         extra = {"option_style": settings.option_style} if settings.option_style else {}
-        model_settings = M.ModelSettings.from_profile(settings.model_profile or settings.profile, seed=settings.seed,
+        model_settings = M.ModelSettings.from_profile(settings.model_profile or settings.profile or "default", seed=settings.seed,
                                                       **extra)
         return M.build_tiny(prompts.corpus(text_rows, model_settings.system_prompts, model_settings.option_style),
                             model_settings)
@@ -467,14 +327,13 @@ def make_collator(processor, settings: SFTSettings):
     `{% generation %}` markers, e.g. a pretrained VLM's, is swapped for TRL's training template).
     It renders `messages` + `image` through the processor per batch, right-padded; labels are
     -100 on padding and everywhere outside the assistant reply."""
-    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
-    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     tokenizer = processor.tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    template = None if has_generation_markers(processor.chat_template) else get_training_chat_template(processor)
-    return DataCollatorForVisionLanguageModeling(
+    template = (None if compat.has_generation_markers(processor.chat_template)
+                else compat.get_training_chat_template(processor))
+    return compat.DataCollatorForVisionLanguageModeling(
         processor=processor, max_length=settings.max_length, assistant_only_loss=True, chat_template=template
     )
 
@@ -484,7 +343,6 @@ def build_trainer(model, processor, train_dataset, out_dir, settings: SFTSetting
     from trl import SFTTrainer
 
     from workbench import model as M
-
     return SFTTrainer(
         model=model,
         args=sft_config(out_dir, settings, pretrained=not M.is_region_model(model)),
@@ -502,140 +360,8 @@ def collate(processor, examples: Sequence[Mapping[str, Any]], settings: SFTSetti
     return collator([{"messages": ex["messages"], "image": ex["image"]} for ex in examples])
 
 
-def describe_tokens(processor, batch: Mapping[str, Any], index: int = 0) -> list[dict[str, Any]]:
-    """One sample of a collated batch as a list of {token, id, loss, kind}; kind is image |
-    region | loc | format | pad | text. Used by notebook 02 to show what the model reads."""
-    from workbench import model as M
-
-    tok = processor.tokenizer
-    ids = batch["input_ids"][index].tolist()
-    labels = batch["labels"][index].tolist()
-    mask = batch["attention_mask"][index].tolist()
-    image_id = tok.convert_tokens_to_ids("<|image_pad|>")
-    region_id = tok.convert_tokens_to_ids(schema.REGION_TOKEN)
-    loc_ids = set(tok.convert_tokens_to_ids(list(M.LOC_TOKENS)))
-    format_ids = set(tok.convert_tokens_to_ids(list(M.FORMAT_TOKENS)))
-    out = []
-    for i, (t, label, m) in enumerate(zip(ids, labels, mask)):
-        kind = ("pad" if not m else "image" if t == image_id else "region" if t == region_id
-                else "loc" if t in loc_ids else "format" if t in format_ids else "text")
-        out.append({"position": i, "id": t, "token": tok.decode([t]), "loss": label != -100, "kind": kind})
-    return out
-
-
-TOKEN_COLORS = {"image": "#d9e8fb", "region": "#ffd6a5", "loc": "#ffeacc", "format": "#d8f3dc", "text": "#ffffff",
-                "pad": "#eeeeee"}
-
-
-def tokens_html(tokens: Sequence[Mapping[str, Any]]) -> str:
-    """HTML of `describe_tokens` output: one chip per token colored by kind, loss tokens bold
-    and underlined, a run of image placeholders shown as one chip with its length."""
-    import html
-
-    chips, i = [], 0
-    while i < len(tokens):
-        t = tokens[i]
-        j = i + 1
-        if t["kind"] in ("image", "pad"):
-            while j < len(tokens) and tokens[j]["kind"] == t["kind"]:
-                j += 1
-        text = t["token"] if j == i + 1 else f"{t['token']} x{j - i}"
-        style = f"background:{TOKEN_COLORS[t['kind']]};border:1px solid #ccc;margin:1px;padding:0 2px;white-space:pre"
-        if t["loss"]:
-            style += ";font-weight:bold;text-decoration:underline"
-        chips.append(f'<span style="{style}" title="{t["kind"]}, id {t["id"]}">{html.escape(text)}</span>')
-        i = j
-    legend = " ".join(f'<span style="background:{c};border:1px solid #ccc;padding:0 4px">{k}</span>'
-                      for k, c in TOKEN_COLORS.items())
-    return f'<div style="font-family:monospace;font-size:12px;line-height:1.9">{legend}<br>{"".join(chips)}</div>'
-
-
-# ---------------------------------------------------------------------------------------------
-# Quick evaluation
-
-
-def quick_eval(model, processor, rows: Sequence[Mapping[str, Any]], paths: Sequence[str] = ("lor", "dtr"),
-               max_new_tokens: int = 200, batch_size: int = 16) -> tuple[dict[str, dict[str, float]], list[dict]]:
-    """Greedy completions of QA `rows` on each path, scored with `rewards.score`.
-
-    Returns ({path: {n, format_rate, choice_accuracy, n_choice, number_accuracy, n_number,
-    detect, overall}}, per-completion records). `number_accuracy` is the mean SPEC accuracy
-    reward of numeric answers; `workbench eval` reports the full metric table.
-    """
-    from workbench import model as M
-    from workbench import rewards
-
-    metrics: dict[str, dict[str, float]] = {}
-    records: list[dict] = []
-    for path in paths:
-        completions = M.generate(model, processor, list(rows), path, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        scores = []
-        for row, completion in zip(rows, completions):
-            s = rewards.score(completion, row["answer"], row.get("centers"), path, row.get("answer_type"))
-            scores.append(s)
-            records.append({"id": row["id"], "path": path, "category": row["category"], "answer_type": row["answer_type"],
-                            "answer": row["answer"], "predicted": rewards.parse_answer(completion),
-                            "completion": completion, **s})
-        metrics[path] = _summarise(rows, scores)
-    return metrics, records
-
-
-def _summarise(rows, scores) -> dict[str, float | None]:
-    def mean(values):
-        values = list(values)
-        return round(sum(values) / len(values), 4) if values else None
-
-    choice = [s["accuracy"] for r, s in zip(rows, scores) if r["answer_type"] == "choice"]
-    number = [s["accuracy"] for r, s in zip(rows, scores) if r["answer_type"] == "number"]
-    detect = [s["detect"] for s in scores if "detect" in s]
-    out = {"n": len(scores), "format_rate": mean(s["format"] for s in scores),
-           "choice_accuracy": mean(choice), "n_choice": len(choice),
-           "number_accuracy": mean(number), "n_number": len(number),
-           "overall": mean(s["overall"] for s in scores)}
-    if detect:
-        out["detect"] = mean(detect)
-    return out
-
-
-def chance_choice_accuracy(rows: Sequence[Mapping[str, Any]]) -> float | None:
-    """Expected accuracy of guessing a letter uniformly among each choice row's options."""
-    per_row = [1.0 / len(r["choices"]) for r in rows if r["answer_type"] == "choice" and r["choices"]]
-    return round(sum(per_row) / len(per_row), 4) if per_row else None
-
-
 # ---------------------------------------------------------------------------------------------
 # Training
-
-
-def last_checkpoint(out_dir: str | os.PathLike) -> Path | None:
-    """The `checkpoint-N` folder with the largest N in `out_dir` that holds a trainer state, or None."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        return None
-    found = []
-    for child in out.iterdir():
-        m = re.fullmatch(r"checkpoint-(\d+)", child.name)
-        if m and child.is_dir():
-            found.append((int(m.group(1)), child))
-    for _, path in sorted(found, reverse=True):
-        if (path / "trainer_state.json").is_file():
-            return path
-    return None
-
-
-def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"SFT output {str(out)!r} exists and is not a folder")
-    if not out.is_dir() or not any(out.iterdir()) or resume:
-        return
-    marks = (SUMMARY, "trainer_state.json", "config.json", "runs")  # runs/: tensorboard logs of a run killed early
-    ours = any((out / m).exists() for m in marks) or any(out.glob("checkpoint-*"))
-    if not ours:
-        raise FileExistsError(f"SFT output folder {str(out)!r} exists and is not an SFT run; refusing to write into it")
-    if not overwrite:
-        raise FileExistsError(f"SFT output folder {str(out)!r} already holds a run (pass --resume to continue it "
-                              "or --overwrite to start over)")
-    shutil.rmtree(out)
 
 
 def train_sft(
@@ -661,13 +387,13 @@ def train_sft(
     import torch
 
     from workbench import model as M
-
     start = time.perf_counter()
     settings = settings or SFTSettings()
     out = Path(out_dir)
-    _check_out_dir(out, resume, overwrite)
+    rundir.check_output_dir(out, "SFT run", lambda o: rundir.looks_like_training_run(o, SFT_MARKS),
+                            resume=resume, overwrite=overwrite)
     dd = load_splits(data_dir)
-    checkpoint = last_checkpoint(out) if resume else None
+    checkpoint = rundir.last_checkpoint(out) if resume else None
 
     if checkpoint is not None and not model_name_or_path:
         model, processor = M.load(checkpoint)  # same tokenizer and config as the interrupted run
@@ -678,13 +404,6 @@ def train_sft(
     else:
         model, processor = build_model(dd["train"], settings, model_name_or_path)
     prompting = M.prompt_options(model)
-    seen = None
-    if checkpoint is None and needs_perception_warmup(model, settings):
-        seen = perception.warm_up(model, processor, dd["train"], settings.perception_warmup_steps,
-                                  val_rows=dd["val"] if settings.eval_samples else None,
-                                  batch_images=settings.perception_warmup_images,
-                                  learning_rate=settings.learning_rate, seed=settings.seed,
-                                  log=None if settings.disable_tqdm else _print_perception_log)
     warmup = None
     if checkpoint is None and needs_copy_warmup(model, settings):
         warmup = copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
@@ -692,14 +411,6 @@ def train_sft(
                                  seed=settings.seed, system_style=prompting["system"],
                                  option_style=prompting["option_style"],
                                  log=None if settings.disable_tqdm else _print_copy_log)
-    described = None
-    if checkpoint is None and needs_describe_warmup(model, settings):
-        described = perception.describe_warm_up(
-            model, processor, dd["train"], settings.describe_warmup_steps,
-            val_rows=dd["val"] if settings.eval_samples else None, eval_views=min(settings.eval_samples, 64) or 1,
-            batch_size=settings.per_device_train_batch_size, learning_rate=settings.learning_rate,
-            system=prompting["system"], seed=settings.seed,
-            log=None if settings.disable_tqdm else _print_describe_log)
     train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
                               group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
                               **prompting)
@@ -742,8 +453,6 @@ def train_sft(
         examples=dict(Counter(f"{t}/{p}" for t, p in zip(raw["task"], raw["path"]))),
         num_parameters=sum(p.numel() for p in final.parameters()),
         copy_warmup=warmup,
-        perception_warmup=seen,
-        describe_warmup=described,
         threads=torch.get_num_threads(),
     )
     io.write_json(out / SUMMARY, summary)
@@ -753,32 +462,7 @@ def train_sft(
 def needs_copy_warmup(model, settings: SFTSettings) -> bool:
     """True for a built-in model that has not had its copy warm-up, when `settings` asks for one."""
     from workbench import model as M
-
     return bool(settings.copy_warmup_steps) and M.is_region_model(model) and not copying.warmed_steps(model)
-
-
-def needs_perception_warmup(model, settings: SFTSettings) -> bool:
-    """True for a built-in model that has not had its perception warm-up, when `settings` asks for one."""
-    from workbench import model as M
-
-    return (bool(settings.perception_warmup_steps) and M.is_region_model(model)
-            and not perception.warmed_steps(model))
-
-
-def needs_describe_warmup(model, settings: SFTSettings) -> bool:
-    """True for a built-in model that has not had its describe warm-up, when `settings` asks for one."""
-    from workbench import model as M
-
-    return (bool(settings.describe_warmup_steps) and M.is_region_model(model)
-            and not perception.described_steps(model))
-
-
-def _print_describe_log(entry: Mapping[str, Any]) -> None:
-    print(f"describe warm-up step {entry['describe_step']}: loss {entry['describe_loss']:.3f}", flush=True)
-
-
-def _print_perception_log(entry: Mapping[str, Any]) -> None:
-    print(f"perception warm-up step {entry['perception_step']}: loss {entry['perception_loss']:.3f}", flush=True)
 
 
 def _print_copy_log(entry: Mapping[str, Any]) -> None:
@@ -791,16 +475,10 @@ def _merged(model):
 
 
 def _save_final(model, processor, trainer, out: Path) -> None:
-    """Model + processor (safetensors) and trainer_state.json into `out`; each file is written to
-    a temporary sibling folder first and moved in, so a kill never leaves a half-written weight file."""
-    tmp = out / ".final-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    processor.save_pretrained(tmp)
-    for item in tmp.iterdir():
-        os.replace(item, out / item.name)
-    tmp.rmdir()
-    trainer.save_state()  # trainer_state.json with log_history, read by the run report
+    """trainer_state.json (log_history, read by the run report), then the model (`rundir.save_model`:
+    atomic, config.json last, so the folder looks finished only when it is)."""
+    trainer.save_state()
+    rundir.save_model(model, processor, out)
 
 
 def read_summary(out_dir: str | os.PathLike) -> dict:
@@ -829,24 +507,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides the profile)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    parser.add_argument("--perception-warmup-steps", type=int, default=None,
-                        help="steps of the region perception warm-up of a new built-in model (default 0: off)")
-    parser.add_argument("--describe-warmup-steps", type=int, default=None,
-                        help="steps of the describe warm-up of a new built-in model (default 0: off)")
     parser.add_argument("--no-eval", action="store_true", help="skip the quick greedy evaluation on val")
+    add_set_argument(parser, SFTSettings)
 
 
 def cli(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = parse_set(SFTSettings, args.set)
     if args.blend is not None:
         overrides["blend"] = args.blend
     if args.max_steps is not None:
         overrides["max_steps"] = args.max_steps
     if args.option_style is not None:
         overrides["option_style"] = args.option_style
-    for name in ("perception_warmup_steps", "describe_warmup_steps"):
-        if getattr(args, name, None) is not None:
-            overrides[name] = getattr(args, name)
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.no_eval:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping, Sequence
-from copy import deepcopy
 from typing import Any
 
 import ipywidgets as W
 import plotly.graph_objects as go
+
+from workbench import compat
 
 ALL = "(all)"
 """Dropdown value meaning "no filter"."""
@@ -48,8 +49,7 @@ class FigureBox:
         front end which is not ready yet can miss, and a FigureWidget inside a box is never
         displayed on its own."""
         if self.live:
-            self.figure._widget_layout = deepcopy(self.figure._layout_obj._props)
-            self.figure._widget_data = deepcopy(self.figure._data)
+            compat.sync_figure_widget(self.figure)
 
     def refresh(self) -> None:
         """Redraw the fallback Output (a FigureWidget redraws itself)."""

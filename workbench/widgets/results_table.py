@@ -2,7 +2,7 @@
 
 Used by `notebooks/04_evaluate.ipynb`:
 
-    from widgets.results_table import results_table
+    from workbench.widgets.results_table import results_table
     results_table(json.loads(Path("runs/smoke/eval/metrics.json").read_text()))
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from widgets._common import ALL, esc, options
 from workbench.viz import METRIC_KEYS, METRICS, metric_value
+from workbench.widgets._common import ALL, esc, options
 
 LOWER_IS_BETTER = ("center_error_m",)
 UNBOUNDED = ("center_error_m",)

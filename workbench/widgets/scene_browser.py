@@ -4,7 +4,7 @@ For the chosen row: the image with its marks, the question, choices and answer, 
 (LOR and DTR, highlighted by `workbench.viz.trace_html`) and the scene in 3D
 (`workbench.viz.scene_figure`). Used by `notebooks/01_build_data.ipynb`:
 
-    from widgets.scene_browser import scene_browser
+    from workbench.widgets.scene_browser import scene_browser
     scene_browser(ds["train"])
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import ipywidgets as W
 
-from widgets._common import FigureBox, FigureContainer, choices_html, column, esc, question_html
 from workbench import viz
 from workbench.schema import centers_of
+from workbench.widgets._common import FigureBox, FigureContainer, choices_html, column, esc, question_html
 
 
 class SceneBrowser(FigureContainer):

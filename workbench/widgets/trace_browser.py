@@ -2,7 +2,7 @@
 
 Used by `notebooks/05_traces_3d.ipynb`:
 
-    from widgets.trace_browser import trace_browser
+    from workbench.widgets.trace_browser import trace_browser
     trace_browser(ds, "runs/smoke/eval/predictions.jsonl")
 
 Prediction rows (one per completion, as `workbench eval` writes `predictions.jsonl`); the keys
@@ -12,7 +12,7 @@ read here, all but the first three optional:
 - `model`: the model's name; `path`: `lor`, `dtr` or `auto` (the path it was asked to take);
 - `split`, `category`, `answer_type` (`choice` | `number`), `answer` (the ground truth);
 - `completion`: the raw generated text;
-- `pred_answer`: the parsed answer (`workbench.rewards.parse_answer`), None if none;
+- `pred_answer`: the parsed answer (`workbench.tasks.rewards.parse_answer`), None if none;
 - `pred_centers`: the parsed detected centers {3d_box text: [x, y, z]} (camera frame, m) or a
   JSON string of it; None / {} when the completion has none (parsed from `completion` when
   the key is missing);
@@ -33,7 +33,10 @@ from typing import Any
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from widgets._common import (
+from workbench import viz
+from workbench.eval.metrics import read_predictions
+from workbench.schema import centers_of
+from workbench.widgets._common import (
     ALL,
     FigureBox,
     FigureContainer,
@@ -43,9 +46,6 @@ from widgets._common import (
     options,
     question_html,
 )
-from workbench import viz
-from workbench.metrics import read_predictions
-from workbench.schema import centers_of
 
 PREDICTION_KEYS = ("id", "model", "path", "split", "category", "answer_type", "answer", "completion",
                    "pred_answer", "pred_centers", "correct")  # fmt: skip

@@ -19,7 +19,7 @@ from functools import cache, lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from workbench.scenes import Scene, box_mesh, camera_from_world, object_mesh, project
+from workbench.world.scenes import Scene, box_mesh, camera_from_world, object_mesh, project
 
 MARK_COLORS: dict[str, tuple[int, int, int]] = {
     "red": (255, 25, 25),
@@ -184,7 +184,7 @@ def render(scene: Scene, min_object_area: float = 0.0025, min_visible_fraction: 
 
 @cache
 def _object_rgb(color: str) -> tuple[int, int, int]:
-    from workbench.scenes import COLORS
+    from workbench.world.scenes import COLORS
 
     if color not in COLORS:
         raise ValueError(f"unknown object color {color!r}; known: {sorted(COLORS)}")

@@ -1,0 +1,112 @@
+"""The run folder: its layout, the guard every stage puts on its output folder, the last
+checkpoint to resume from, and the atomic save of a finished model.
+
+One run of `workbench run` (or of the notebooks by hand) fills one folder:
+
+    RUN/data/            the dataset (`workbench data`), with data_card.json
+    RUN/sft/             the cold-start SFT model; checkpoint-N/ while it trains
+    RUN/grpo/            the GRPO model; checkpoint-N/ while it trains
+    RUN/eval/            predictions.jsonl, metrics.json, eval_settings.json
+    RUN/notebooks/       the executed notebooks
+    RUN/manifest.json    profile, parameters, seeds, versions, stage status (written by `run`)
+    RUN/metrics.json     the evaluation table, copied from RUN/eval
+    RUN/report.html      the self-contained report
+
+A model folder is finished when its `config.json` exists: `save_model` writes that file last.
+Every stage refuses to write into a folder that holds something else, or a run of its own kind
+unless told to resume it or overwrite it (`check_output_dir`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+DATA, SFT, GRPO, EVAL, NOTEBOOKS = "data", "sft", "grpo", "eval", "notebooks"
+"""Stage folders of a run folder."""
+MANIFEST, METRICS, REPORT = "manifest.json", "metrics.json", "report.html"
+"""Files of a run folder."""
+MODEL_STAGES = (SFT, GRPO)
+"""Model folders of a run folder, in training order (the last finished one is the main model)."""
+
+
+def model_dirs(run_dir: str | os.PathLike) -> dict[str, Path]:
+    """{stage: folder} of the finished models of a run folder, in `MODEL_STAGES` order."""
+    run = Path(run_dir)
+    return {stage: run / stage for stage in MODEL_STAGES if is_finished_model(run / stage)}
+
+
+def is_finished_model(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds a finished model (its `config.json`, which `save_model` writes last)."""
+    return (Path(folder) / "config.json").is_file()
+
+
+def last_checkpoint(out_dir: str | os.PathLike) -> Path | None:
+    """The `checkpoint-N` folder with the largest N in `out_dir` that holds a trainer state
+    (a save that finished), or None."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return None
+    found = []
+    for child in out.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if m and child.is_dir():
+            found.append((int(m.group(1)), child))
+    for _, path in sorted(found, reverse=True):
+        if (path / "trainer_state.json").is_file():
+            return path
+    return None
+
+
+def check_output_dir(out: str | os.PathLike, what: str, is_ours: Callable[[Path], bool], *,
+                     resume: bool = False, overwrite: bool = False, noun: str = "run",
+                     clear: bool = True) -> None:
+    """Refuse to write `what` (e.g. "SFT run") into `out` unless it is safe; clear it for `overwrite`.
+    `noun`: what the folder holds when it is ours ("run": it can be resumed; else only replaced).
+    `clear`: delete one of ours at once for `overwrite`; False when the caller replaces the folder
+    atomically once its new content is complete (the old one survives a failed build).
+
+    - `out` is a file: refused.
+    - `out` is missing or empty, or `resume` is set: fine, nothing is touched.
+    - `out` holds something that is not one of ours (`is_ours(out)` is False): refused, even with
+      `overwrite` (we never delete what we did not write).
+    - `out` holds one of ours: replaced with `overwrite`, else refused with the flags that help.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{what} output {str(out)!r} exists and is not a folder")
+    if resume or not out.is_dir() or not any(out.iterdir()):
+        return
+    if not is_ours(out):
+        raise FileExistsError(f"output folder {str(out)!r} exists and is not a {what}; refusing to write into it")
+    if overwrite:
+        if clear:
+            shutil.rmtree(out)
+        return
+    hint = "pass --resume to continue it or --overwrite to start over" if noun == "run" else "pass --overwrite to replace it"
+    raise FileExistsError(f"output folder {str(out)!r} already holds a {noun} ({hint})")
+
+
+def looks_like_training_run(out: Path, marks: tuple[str, ...]) -> bool:
+    """Whether `out` holds a training run: one of the files or folders `marks`, or a checkpoint."""
+    return any((out / m).exists() for m in marks) or any(out.glob("checkpoint-*"))
+
+
+def save_model(model, processor, out_dir: str | os.PathLike) -> None:
+    """Model (safetensors) and processor into `out_dir`, readable by `workbench.model.load`.
+
+    Written in a temporary sibling folder and moved in file by file with `config.json` last, so a
+    kill never leaves a half-written weight file nor a folder that looks finished but is not."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".final-tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    names = sorted(p.name for p in tmp.iterdir())
+    for name in [n for n in names if n != "config.json"] + ["config.json"]:
+        os.replace(tmp / name, out / name)
+    tmp.rmdir()

@@ -1,0 +1,144 @@
+"""Training examples of the cold start: the dataset's splits checked for SFT, each row expanded into
+one example per path of a blend (`example_index`, `training_examples`), batches kept on one path
+(`group_by_path`) and the val rows of the quick evaluation (`qa_rows`). Taught in
+`notebooks/02_cold_start_sft.ipynb`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from workbench import schema
+
+BLENDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "blend": {"paths": ("lor", "dtr"), "tasks": ("region_qa", "general_qa", "ground_3d", "ground_2d", "caption")},
+    "cot_only": {"paths": ("lor", "dtr"), "tasks": ("region_qa", "general_qa")},
+    "lor_only": {"paths": ("lor",), "tasks": ("region_qa", "general_qa")},
+    "dtr_only": {"paths": ("dtr",), "tasks": ("region_qa", "general_qa")},
+}
+"""Cold-start mixtures: `paths` each QA row is trained on (one example per path), `tasks` kept."""
+REQUIRED_COLUMNS = ("id", "task", "image", "regions", "question", "category", "answer_type", "answer",
+                    "choices", "path", "centers", "lor_target", "dtr_target")
+"""Columns SFT reads from the dataset (`schema.COLUMNS` is the full contract)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def load_splits(data_dir: str | os.PathLike, splits: Sequence[str] = ("train", "val")):
+    """The DatasetDict at `data_dir`, checked for the splits and columns SFT needs."""
+    from workbench.dataset import build as data
+    path = Path(data_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset folder {str(path)!r} does not exist (build one with `workbench data --out {path}`)")
+    dd = data.load_dataset_dir(path)
+    for split in splits:
+        if split not in dd:
+            raise ValueError(f"dataset {str(path)!r} has no {split!r} split (it has {sorted(dd)})")
+        missing = [c for c in REQUIRED_COLUMNS if c not in dd[split].column_names]
+        if missing:
+            raise ValueError(f"dataset {str(path)!r}, split {split!r} lacks required columns {missing}")
+    return dd
+
+
+def example_index(tasks: Sequence[str], blend: str) -> list[tuple[int, str]]:
+    """(row index, path) of every training example of `blend`: one per path for QA rows, one
+    (path "plain") for blend rows.
+
+    >>> example_index(["region_qa", "caption", "general_qa"], "blend")
+    [(0, 'lor'), (0, 'dtr'), (1, 'plain'), (2, 'lor'), (2, 'dtr')]
+    >>> example_index(["region_qa", "caption"], "dtr_only")
+    [(0, 'dtr')]
+    """
+    if blend not in BLENDS:
+        raise ValueError(f"unknown blend {blend!r}; choose one of {tuple(BLENDS)}")
+    preset = BLENDS[blend]
+    out: list[tuple[int, str]] = []
+    for i, task in enumerate(tasks):
+        if task not in preset["tasks"]:
+            continue
+        if task in schema.QA_TASKS:
+            out += [(i, path) for path in preset["paths"]]
+        else:
+            out.append((i, "plain"))
+    return out
+
+
+def training_examples(rows, blend: str = "blend", region_coords: bool = True, max_examples: int = 0, seed: int = 0,
+                      group_size: int = 1, system: str = "full", option_style: str = "letter_first"):
+    """The `datasets.Dataset` TRL trains on, one item per (row, path) of `blend`, shuffled with
+    `seed` (`max_examples` > 0 keeps the first ones). `group_size` > 1 orders the items so that
+    each consecutive group of that many shares one path (see `group_by_path`), with the groups in
+    seeded random order. Items are made on access (a `with_transform`,
+    so an epoch never pays for examples it does not reach): `messages` (system, user with an image
+    placeholder, assistant target), `image`, and `id` / `task` / `path` for inspection (TRL's
+    collator reads only the first two). `.with_format(None)` shows the raw index: row, task, path.
+    `region_coords`, `system` and `option_style` shape the prompts (`model.prompt_options(model)`
+    gives all three).
+    """
+    import datasets as hf
+    import numpy as np
+
+    from workbench.tasks import prompts
+    tasks = list(rows["task"])  # a plain list: indexing a datasets Column reads the table each time
+    index = example_index(tasks, blend)
+    if not index:
+        raise ValueError(f"the training split has no rows for blend {blend!r} (tasks {BLENDS[blend]['tasks']})")
+    order = np.random.default_rng(seed).permutation(len(index))
+    if max_examples:
+        order = order[:max_examples]
+    picked = [index[i] for i in order]
+    if group_size > 1:
+        picked = group_by_path(picked, group_size, seed)
+    kept = [c for c in ("id", "task", "image", "regions", "question", "choices", "lor_target", "dtr_target")
+            if c in rows.column_names]
+    source = rows.select_columns(kept)  # no copy; depth and geometry are never read
+
+    def make(batch: dict[str, list]) -> dict[str, list]:
+        src = source[list(batch["row"])]  # dict of columns, images decoded
+        out: dict[str, list] = {"messages": [], "image": src["image"], "id": src["id"], "task": src["task"],
+                                "path": list(batch["path"])}
+        for k, path in enumerate(batch["path"]):
+            row = {c: src[c][k] for c in kept}
+            out["messages"].append(prompts.to_messages(row, "auto" if path == "plain" else path,
+                                                       region_coords=region_coords, with_target=True,
+                                                       system=system, option_style=option_style))
+        return out
+
+    raw = hf.Dataset.from_dict({"row": [i for i, _ in picked], "task": [tasks[i] for i, _ in picked],
+                                "path": [p for _, p in picked]})
+    return raw.with_transform(make)
+
+
+def group_by_path(items: Sequence[tuple[int, str]], size: int, seed: int = 0) -> list[tuple[int, str]]:
+    """`items` (row, path) reordered into consecutive groups of `size` with one path each (DTR
+    prompts are about twice as long as LOR ones, so a mixed batch is mostly padding), the groups
+    in seeded random order; what is left of each path (fewer than `size`) goes last, so that
+    every batch boundary stays on a group boundary.
+
+    >>> group_by_path([(0, "lor"), (1, "dtr"), (2, "lor"), (3, "dtr"), (4, "lor")], 2, seed=0)
+    [(1, 'dtr'), (3, 'dtr'), (0, 'lor'), (2, 'lor'), (4, 'lor')]
+    """
+    import numpy as np
+
+    groups, rest = [], []
+    for path in sorted({p for _, p in items}):
+        same = [item for item in items if item[1] == path]
+        full = len(same) - len(same) % size
+        groups += [same[i : i + size] for i in range(0, full, size)]
+        rest += same[full:]
+    order = np.random.default_rng(seed).permutation(len(groups))
+    return [item for g in order for item in groups[g]] + rest
+
+
+def qa_rows(split, n: int, seed: int = 0) -> list[dict]:
+    """`n` QA rows (region_qa, general_qa) of a split, a seeded random sample in a fixed order."""
+    import numpy as np
+
+    idx = [i for i, t in enumerate(split["task"]) if t in schema.QA_TASKS]
+    if n and n < len(idx):
+        idx = sorted(np.random.default_rng(seed).choice(idx, size=n, replace=False).tolist())
+    return [split[int(i)] for i in idx]
