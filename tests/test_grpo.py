@@ -366,6 +366,7 @@ def test_smoke_grpo_moves_weights_refills_and_saves_a_loadable_model(sft_dir, sm
         if not torch.equal(p, q)
     ]
     assert "lm_head.weight" in changed, f"GRPO did not move the LM head (changed: {changed[:5]})"
+    assert any(n.startswith("model.depth_embed.") for n in changed), "depth did not reach GRPO's forward passes"
     samples = read_jsonl(out / "samples.jsonl")
     assert samples and {"step", "completion", "overall", "accuracy", "format", "path"} <= set(samples[0])
     assert (out / "model.safetensors").exists() and json.loads((out / "log_history.json").read_text())

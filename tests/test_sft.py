@@ -160,8 +160,10 @@ def test_loss_is_on_the_assistant_reply_and_its_end_token_only(splits, tiny, tmp
 
 def test_one_sft_step_changes_every_trainable_parameter(splits, tiny, tmp_path):
     model, processor = fresh(tiny)
+    assert M.uses_depth(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    train = sft_examples.training_examples(splits["train"], "blend", True, max_examples=8, seed=0)
+    train = sft_examples.training_examples(splits["train"], "blend", True, max_examples=8, seed=0,
+                                           depth=M.uses_depth(model))  # the 3D positional embedding trains too
     trainer = sft.build_trainer(model, processor, train, tmp_path, fast(max_steps=1, warmup_steps=0, per_device_train_batch_size=8))
     trainer.train()
     assert trainer.state.global_step == 1

@@ -9,7 +9,8 @@ What relies on what:
 - transformers: the fast-tokenizer backend class and the PIL image processor of Qwen2-VL (no public
   import path without torchvision); `ProcessorMixin.__init__` called directly (the built-in
   processor skips Qwen2.5-VL's video processor); `Qwen2_5_VLPreTrainedModel.__init__` (the region
-  model builds its own backbone); a class published on the `transformers` module object(s), because
+  model builds its own backbone); the vision tower's window order (`vision_window_index`: the depth
+  embedding is added where the blocks have put the patches); a class published on the `transformers` module object(s), because
   TRL builds GRPO's reference model with `getattr(transformers, config.architectures[0])`.
 - TRL: helpers of `trl.trainer.utils` and the vision-language SFT collator; the overridden hooks
   of `GRPOTrainer` (`GRPO_HOOKS`) and two of its private attributes (`grpo_metrics`,
@@ -104,6 +105,18 @@ def init_qwen2_5_vl_pretrained(model, config) -> None:
 
     check_version("transformers")
     Qwen2_5_VLPreTrainedModel.__init__(model, config)
+
+
+def vision_window_index(visual, grid_thw):
+    """The window order Qwen2.5-VL's vision tower puts merge units in before its blocks
+    (`transformers.vision_utils.get_vision_window_index`), for `visual.permute_input_for_window_attn`."""
+    from transformers import vision_utils
+
+    check_version("transformers")
+    window_index, _ = vision_utils.get_vision_window_index(
+        grid_thw, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,
+        patch_size=visual.patch_size, kwargs={})
+    return window_index
 
 
 def publish_on_transformers(cls: type) -> None:

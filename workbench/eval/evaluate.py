@@ -190,24 +190,31 @@ def load_rows(data: Any, split: str, max_examples: int = 0, images: bool = False
 
 class ImageReader:
     """`reader(rows) -> images` of rows from `load_rows` (found by `split` and `row_index`),
-    decoded one batch at a time. `blank=True` gives uniformly gray images of the same sizes:
-    no scene and no marks, the language-prior baseline's input."""
+    decoded one batch at a time, each carrying its row's depth (`model.depth.attach`: used by a
+    model that embeds depth, ignored by any other). `blank=True` gives uniformly gray images of the
+    same sizes without depth: no scene, no marks, no geometry, the language-prior baseline's input."""
 
     def __init__(self, data: Any, blank: bool = False):
         self.data, self.blank = data, blank
         self._columns: dict[str, Any] = {}
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> list:
+        from workbench.model import depth as depth_codec  # torch: only when images are read
+
         out: list = [None] * len(rows)
         by_split: dict[str, list[int]] = {}
         for k, row in enumerate(rows):
             by_split.setdefault(row["split"], []).append(k)
         for split, ks in by_split.items():
             if split not in self._columns:
-                self._columns[split] = self.data[split].select_columns(["image"])
-            images = self._columns[split][[int(rows[k]["row_index"]) for k in ks]]["image"]
-            for k, image in zip(ks, images):
-                out[k] = blank_image(image) if self.blank else image
+                columns = [c for c in ("image", "depth", "intrinsics") if c in self.data[split].column_names]
+                self._columns[split] = self.data[split].select_columns(["image"] if self.blank else columns)
+            batch = self._columns[split][[int(rows[k]["row_index"]) for k in ks]]
+            for j, k in enumerate(ks):
+                if self.blank:
+                    out[k] = blank_image(batch["image"][j])
+                else:
+                    out[k] = depth_codec.row_image({c: batch[c][j] for c in batch})
         return out
 
 

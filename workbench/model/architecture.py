@@ -37,7 +37,42 @@ from transformers import (
 )
 
 from workbench import compat
+from workbench.model import depth
 from workbench.tasks.locations import NUM_LOC_BINS
+
+# ---------------------------------------------------------------------------------------------
+# The 3D positional embedding (SPEC section 3)
+
+DEPTH_FREQUENCIES = 8
+"""sin / cos frequencies per coordinate, log-spaced from 0.5 to 64 rad per unit."""
+
+
+class DepthEmbedding(nn.Module):
+    """Per-patch points (x, y, z) -> an embedding of the vision width: the raw xyz plus sin / cos at
+    `DEPTH_FREQUENCIES` log-spaced frequencies, then Linear, LayerNorm, GELU, Linear; the last layer
+    starts near zero, so a fresh embedding leaves the vision features as they were. Patches
+    without depth (`valid` 0) get zero."""
+
+    def __init__(self, width: int, frequencies: int = DEPTH_FREQUENCIES):
+        super().__init__()
+        self.frequencies = frequencies  # computed in forward: a non-persistent buffer is left
+        # uninitialised when `from_pretrained` builds the model on the meta device
+        features = 3 * (1 + 2 * frequencies)
+        self.net = nn.Sequential(nn.Linear(features, width), nn.LayerNorm(width), nn.GELU(), nn.Linear(width, width))
+        self.reset_last()
+
+    def reset_last(self) -> None:
+        """Near-zero output layer (also after a from-scratch model's weight initialisation)."""
+        nn.init.normal_(self.net[-1].weight, std=1e-4)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, xyz: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # xyz: (N, 3), valid: (N, 1) -> (N, width)
+        scales = 2.0 ** torch.linspace(-1, 6, self.frequencies, device=xyz.device, dtype=xyz.dtype)
+        angles = xyz[..., None] * scales  # (N, 3, F)
+        features = torch.cat([xyz, angles.sin().flatten(1), angles.cos().flatten(1)], dim=-1)
+        return self.net(features) * valid
+
 
 # ---------------------------------------------------------------------------------------------
 # The region-feature model
@@ -55,6 +90,42 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
             self.region_geometry = nn.Linear(GEOMETRY_DIM, hidden)
         if getattr(config, "workbench_region_index", False):
             self.region_index = nn.Embedding(MAX_REGIONS, hidden)
+        self.depth_embed = None
+        self._pending_depth = None  # (N, vision width) embedding of the current images, window order
+        if getattr(config, "workbench_depth_embedding", "none") != "none":
+            self.depth_embed = DepthEmbedding(config.vision_config.hidden_size)
+            self.visual.merger.register_forward_pre_hook(self._add_depth_embedding)
+
+    # -- the 3D positional embedding ------------------------------------------------------------
+    def get_image_features(self, pixel_values, image_grid_thw=None, **kwargs):
+        """Qwen2.5-VL's image features, with the depth points the processor appended (`depth.
+        POINT_COLUMNS` columns of `pixel_values`) stripped and, when the model has a depth
+        embedding, embedded and added to the patch features before the merger."""
+        visual = self.visual
+        width = visual.config.in_channels * visual.config.temporal_patch_size * visual.config.patch_size**2
+        if pixel_values.shape[-1] == width + depth.POINT_COLUMNS:
+            pixel_values, points = pixel_values[:, :width], pixel_values[:, width:]
+            if self.depth_embed is not None:
+                xyz = points[:, 0:3] if self.config.workbench_depth_embedding == "metric" else points[:, 3:6]
+                embedding = self.depth_embed(xyz.float(), points[:, 6:7].float())  # (N, D), patch order
+                order = compat.vision_window_index(visual, image_grid_thw)
+                # the order the vision blocks hold the patches in when they reach the merger
+                self._pending_depth = visual.permute_input_for_window_attn(embedding, order, seq_len=embedding.shape[0])
+        elif pixel_values.shape[-1] != width:
+            raise ValueError(f"pixel_values rows have {pixel_values.shape[-1]} values; this model reads {width} "
+                             f"(or {width + depth.POINT_COLUMNS} with depth points)")
+        try:
+            return super().get_image_features(pixel_values, image_grid_thw, **kwargs)
+        finally:
+            self._pending_depth = None
+
+    def _add_depth_embedding(self, module, args):
+        """Forward pre-hook of the vision merger: patch features + the pending depth embedding."""
+        if self._pending_depth is None:
+            return None
+        hidden = args[0]
+        assert hidden.shape == self._pending_depth.shape, (hidden.shape, self._pending_depth.shape)
+        return (hidden + self._pending_depth.to(hidden.dtype), *args[1:])
 
     def forward(
         self,
@@ -322,6 +393,12 @@ def is_region_model(model: nn.Module) -> bool:
 def uses_region_coords(model: nn.Module) -> bool:
     """Whether prompts for `model` should carry location tokens (`prompts.to_messages(region_coords=...)`)."""
     return is_region_model(model)
+
+
+def uses_depth(model: nn.Module) -> bool:
+    """Whether `model` embeds depth: prompts for it should carry the row's depth (`depth.row_image`)."""
+    return is_region_model(model) and getattr(getattr(model, "config", None), "workbench_depth_embedding",
+                                              "none") != "none"
 
 
 def prompt_options(model: nn.Module) -> dict[str, Any]:

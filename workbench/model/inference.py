@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from workbench.model.architecture import prompt_options
+from workbench.model import depth as depth_codec
+from workbench.model.architecture import prompt_options, uses_depth
 
 # ---------------------------------------------------------------------------------------------
 # Batched generation
@@ -23,11 +24,15 @@ def model_inputs(
     add_generation_prompt: bool = True,
     system: str = "full",
     option_style: str = "letter_first",
+    depth: bool = False,
 ):
     """Left-padded tensors (input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids)
     of the prompts of `rows` on `path`, through `prompts.to_messages` (`system`: its prompt style,
-    `option_style`: how options are listed)."""
+    `option_style`: how options are listed; `depth`: images carry the rows' depth, for a model
+    that embeds it, `uses_depth(model)`)."""
     from workbench.tasks import prompts
+    if depth:
+        rows = [{**row, "image": depth_codec.row_image(row)} for row in rows]
     conversations = [
         prompts.to_messages(row, path, region_coords=region_coords, embed_image=True, system=system,
                             option_style=option_style)
@@ -61,11 +66,13 @@ def generate(
     region_coords: bool | None = None,
     system: str | None = None,
     option_style: str | None = None,
+    depth: bool | None = None,
 ) -> list[str]:
     """Completions (special tokens removed) of `rows` on `path` (lor | dtr | auto), batched with
     left padding, one `model.generate` per batch. Used by evaluation, `workbench ask` and the demo.
     The prompt follows `prompt_options(model)` unless `region_coords`, `system` or `option_style`
-    say otherwise."""
+    say otherwise; the rows' depth goes with their images when the model embeds depth (`depth`
+    None) or when `depth` says so (a row without depth runs with the embedding off)."""
     options_of_model = prompt_options(model)
     if region_coords is None:
         region_coords = options_of_model["region_coords"]
@@ -73,6 +80,8 @@ def generate(
         system = options_of_model["system"]
     if option_style is None:
         option_style = options_of_model["option_style"]
+    if depth is None:
+        depth = uses_depth(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -86,7 +95,7 @@ def generate(
     try:
         for start in range(0, len(rows), batch_size):
             batch = model_inputs(processor, rows[start : start + batch_size], path, region_coords, system=system,
-                                 option_style=option_style)
+                                 option_style=option_style, depth=depth)
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
             ids = model.generate(
                 **batch, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **options

@@ -87,6 +87,7 @@ def make_config(tokenizer, settings: ModelSettings) -> Qwen2_5_VLConfig:
         workbench_num_loc_bins=NUM_LOC_BINS,
         workbench_system_prompts=settings.system_prompts,
         workbench_option_style=settings.option_style,
+        workbench_depth_embedding=settings.depth_embedding if settings.region_features else "none",
         workbench_settings=asdict(settings),
     )
 
@@ -102,6 +103,8 @@ def build_tiny(corpus: Iterable[str], settings: ModelSettings | None = None):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         model = RegionQwen2_5_VLForConditionalGeneration(config)
+        if model.model.depth_embed is not None:  # the weight initialisation drew it like any Linear
+            model.model.depth_embed.reset_last()
     if config.workbench_region_geometry:  # off with region_features too: no location tokens then
         first = config.workbench_loc_token_start
         with torch.no_grad():

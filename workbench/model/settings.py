@@ -13,6 +13,9 @@ from workbench.model.architecture import is_region_model
 from workbench.settings import from_preset
 from workbench.tasks.prompts import OPTION_STYLES, SYSTEM_STYLES
 
+DEPTH_MODES = ("none", "relative", "metric")
+"""Values of `ModelSettings.depth_embedding`: which point map the model embeds (`depth.py`)."""
+
 
 @dataclass
 class ModelSettings:
@@ -60,6 +63,12 @@ class ModelSettings:
     only be told apart by counting; with it, a trace finds "its" region by content (issue #3: on a
     two-category set with a one-line system prompt, teacher-forced label copying after 300 steps
     rose from 0.35 to 0.59)."""
+    depth_embedding: str = "metric"
+    """The 3D positional embedding added to the vision patch features before the merger (and so
+    before region pooling), from the depth an image carries (`depth.attach`): "metric" (camera-frame
+    points from z-depth and intrinsics), "relative" (the released SR-ReaL model's pseudo point map
+    from relative depth, no intrinsics) or "none". Saved in the config; an image without depth runs
+    with the embedding off."""
     system_prompts: str = "short"
     """System prompts the model is trained and asked with: "short" (one line per path) or "full"
     (`prompts.SYSTEM_STYLES`). Saved in the config; `prompt_options(model)` reads it back."""
@@ -108,6 +117,8 @@ class ModelSettings:
         return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
+        if self.depth_embedding not in DEPTH_MODES:
+            raise ValueError(f"depth_embedding must be one of {DEPTH_MODES}, got {self.depth_embedding!r}")
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 8:
             raise ValueError(
                 f"hidden_size {self.hidden_size} / num_heads {self.num_heads} must be a whole head dim divisible by 8"

@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import torch
 from transformers import (
     Qwen2_5_VLProcessor,
 )
 
 from workbench import compat
+from workbench.model import depth
 from workbench.model.settings import ModelSettings
 from workbench.schema import REGION_TOKEN
 from workbench.tasks.locations import LOC_TOKENS, NUM_LOC_BINS
@@ -130,8 +132,10 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, option_tokens
 class WorkbenchProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL's processor without a video processor (which needs torchvision).
 
-    Images, chat template and placeholder expansion are Qwen2.5-VL's own; only `__init__` differs,
-    so `save_pretrained`/`from_pretrained` store and read just the image processor and tokenizer.
+    Images, chat template and placeholder expansion are Qwen2.5-VL's own; `__init__` differs, so
+    `save_pretrained`/`from_pretrained` store and read just the image processor and tokenizer, and
+    `__call__` detaches the depth an image carries (`depth.attach`) and appends the per-patch points
+    to `pixel_values` (`depth.append_points`; a call without depth is Qwen2.5-VL's unchanged).
     """
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
@@ -140,6 +144,15 @@ class WorkbenchProcessor(Qwen2_5_VLProcessor):
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         compat.init_processor_mixin(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
+
+    def __call__(self, images=None, text=None, videos=None, **kwargs):
+        images, found = depth.detach_all(images)
+        out = super().__call__(images=images, text=text, videos=videos, **kwargs)
+        if any(d is not None for d, _ in found) and out.get("pixel_values") is not None:
+            pixel_values = torch.as_tensor(out["pixel_values"])
+            grid = torch.as_tensor(out["image_grid_thw"])
+            out["pixel_values"] = depth.append_points(pixel_values, grid, found, self.image_processor.merge_size)
+        return out
 
 
 def make_processor(tokenizer, settings: ModelSettings) -> WorkbenchProcessor:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workbench import schema
+from workbench.model import depth as depth_codec
+from workbench.tasks import prompts
 
 BLENDS: dict[str, dict[str, tuple[str, ...]]] = {
     "blend": {"paths": ("lor", "dtr"), "tasks": ("region_qa", "general_qa", "ground_3d", "ground_2d", "caption")},
@@ -68,7 +70,8 @@ def example_index(tasks: Sequence[str], blend: str) -> list[tuple[int, str]]:
 
 
 def training_examples(rows, blend: str = "blend", region_coords: bool = True, max_examples: int = 0, seed: int = 0,
-                      group_size: int = 1, system: str = "full", option_style: str = "letter_first"):
+                      group_size: int = 1, system: str = "full", option_style: str = "letter_first",
+                      depth: bool = False, depth_dropout: float = 0.0):
     """The `datasets.Dataset` TRL trains on, one item per (row, path) of `blend`, shuffled with
     `seed` (`max_examples` > 0 keeps the first ones). `group_size` > 1 orders the items so that
     each consecutive group of that many shares one path (see `group_by_path`), with the groups in
@@ -77,12 +80,13 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     placeholder, assistant target), `image`, and `id` / `task` / `path` for inspection (TRL's
     collator reads only the first two). `.with_format(None)` shows the raw index: row, task, path.
     `region_coords`, `system` and `option_style` shape the prompts (`model.prompt_options(model)`
-    gives all three).
+    gives all three). `depth`: each image carries its row's depth (`model.depth.attach`, for a model
+    that embeds depth, `model.uses_depth(model)`), except a seeded `depth_dropout` share of the
+    examples, so the model also learns to answer without depth (an upload has none).
     """
     import datasets as hf
     import numpy as np
 
-    from workbench.tasks import prompts
     tasks = list(rows["task"])  # a plain list: indexing a datasets Column reads the table each time
     index = example_index(tasks, blend)
     if not index:
@@ -93,16 +97,23 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     picked = [index[i] for i in order]
     if group_size > 1:
         picked = group_by_path(picked, group_size, seed)
-    kept = [c for c in ("id", "task", "image", "regions", "question", "choices", "lor_target", "dtr_target")
-            if c in rows.column_names]
-    source = rows.select_columns(kept)  # no copy; depth and geometry are never read
+    if not 0.0 <= depth_dropout <= 1.0:
+        raise ValueError(f"depth_dropout must be in [0, 1], got {depth_dropout!r}")
+    columns = ("id", "task", "image", "regions", "question", "choices", "lor_target", "dtr_target")
+    columns += ("depth", "intrinsics") if depth else ()
+    kept = [c for c in columns if c in rows.column_names]
+    source = rows.select_columns(kept)  # no copy; geometry (and depth, unless asked) is never read
+    path_code = {"lor": 0, "dtr": 1, "plain": 2}
 
     def make(batch: dict[str, list]) -> dict[str, list]:
         src = source[list(batch["row"])]  # dict of columns, images decoded
-        out: dict[str, list] = {"messages": [], "image": src["image"], "id": src["id"], "task": src["task"],
+        out: dict[str, list] = {"messages": [], "image": list(src["image"]), "id": src["id"], "task": src["task"],
                                 "path": list(batch["path"])}
         for k, path in enumerate(batch["path"]):
             row = {c: src[c][k] for c in kept}
+            if depth:  # the same draw for an example in every epoch
+                dropped = np.random.default_rng([seed, int(batch["row"][k]), path_code[path]]).random() < depth_dropout
+                out["image"][k] = depth_codec.row_image(row, with_depth=not dropped)
             out["messages"].append(prompts.to_messages(row, "auto" if path == "plain" else path,
                                                        region_coords=region_coords, with_target=True,
                                                        system=system, option_style=option_style))

@@ -46,6 +46,7 @@ from trl import GRPOConfig
 from workbench import io, rundir
 from workbench import model as model_mod
 from workbench.dataset import load_dataset_dir
+from workbench.model import depth as depth_codec
 from workbench.schema import PATHS, QA_TASKS
 from workbench.settings import PROFILES, add_set_argument, parse_set, trainer_bf16, trainer_report_to
 from workbench.tasks import prompts
@@ -65,10 +66,11 @@ PROMPT_COLUMNS = ("id", "task", "category", "question", "image", "answer", "answ
 
 
 def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system: str = "full",
-                   option_style: str = "letter_first"):
+                   option_style: str = "letter_first", depth: bool = False):
     """The RL prompts of `dataset` (a `datasets.Dataset` of workbench rows): QA rows only, a
     `prompt` column built by `prompts.to_messages` (image placeholder; TRL fills it from `image`),
-    and `path` set by `prompt_paths` (under `joint`, a region question gives one prompt per path)."""
+    and `path` set by `prompt_paths` (under `joint`, a region question gives one prompt per path).
+    `depth`: each `image` carries its row's depth (`model.depth.attach`), for a model that embeds it."""
     missing = [c for c in PROMPT_COLUMNS if c not in dataset.column_names]
     if missing:
         raise ValueError(f"dataset lacks the columns {missing} that GRPO needs (has {dataset.column_names})")
@@ -85,8 +87,11 @@ def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system:
 
     def add_prompt(row, index):
         path = pairs[index][1]
-        return {"path": path, "prompt": prompts.to_messages(row, path, region_coords=region_coords, system=system,
-                                                            option_style=option_style)}
+        out = {"path": path, "prompt": prompts.to_messages(row, path, region_coords=region_coords, system=system,
+                                                           option_style=option_style)}
+        if depth:
+            out["image"] = depth_codec.row_image(row)
+        return out
 
     extra = [c for c in dataset.column_names if c not in PROMPT_COLUMNS]
     return dataset.map(add_prompt, with_indices=True, remove_columns=extra, keep_in_memory=True)
@@ -107,12 +112,12 @@ def prompt_paths(task: str, row_path: str, mode: str) -> tuple[str, ...]:
 
 
 def load_prompts(data_dir: str | os.PathLike, settings: GRPOSettings, region_coords: bool, system: str = "full",
-                 option_style: str = "letter_first"):
+                 option_style: str = "letter_first", depth: bool = False):
     """`prompt_dataset` of the split `settings.split` of the dataset folder `data_dir`."""
     data = load_dataset_dir(data_dir)
     if settings.split not in data:
         raise ValueError(f"dataset {str(data_dir)!r} has no split {settings.split!r} (has {list(data)})")
-    return prompt_dataset(data[settings.split], settings, region_coords, system, option_style)
+    return prompt_dataset(data[settings.split], settings, region_coords, system, option_style, depth)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,7 +237,7 @@ def train_grpo(
             "use_vllm ignored: vLLM generation needs vllm installed, a CUDA GPU and a real pretrained VLM "
             "(the built-in model's region features are not in vLLM)"
         )
-    train = load_prompts(data_dir, settings, **model_mod.prompt_options(model))
+    train = load_prompts(data_dir, settings, **model_mod.prompt_options(model), depth=model_mod.uses_depth(model))
     funcs, weights = reward_funcs or rewards_mod.reward_funcs(settings.paths, settings.reward_settings())
     args = grpo_config(settings, out, pretrained, use_vllm, suppressed_tokens(processor))
     args.reward_weights = list(weights)

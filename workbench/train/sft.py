@@ -84,6 +84,9 @@ class SFTSettings:
     option_style: str = ""
     """How a new built-in model lists choice options (`prompts.OPTION_STYLES`); "" = the model
     profile's (`letter_first`). A loaded checkpoint keeps the style it was built with."""
+    depth_embedding: str = ""
+    """The 3D positional embedding of a new built-in model (`model.DEPTH_MODES`: none | relative |
+    metric); "" = the model profile's (`metric`). A loaded checkpoint keeps its own."""
     max_train_examples: int = 0
     """Use at most this many training examples (a seeded random subset); 0 = all."""
     group_by_path: bool = True
@@ -148,6 +151,9 @@ class SFTSettings:
     SFT; 0 = none. Skipped for pretrained VLMs, already warmed models and resumed runs."""
     copy_warmup_batch_size: int = 32
     """Sequences per copy warm-up step (short and text-only: about a fifth of an image example)."""
+    depth_dropout: float = 0.1
+    """Share of the examples trained without depth when the model embeds depth (seeded per example),
+    so that an image without depth (an upload) still gets answers."""
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> SFTSettings:
@@ -208,6 +214,9 @@ class SFTSettings:
             raise ValueError(f"unknown model_profile {self.model_profile!r}; choose one of {PROFILES} or ''")
         if self.option_style not in ("", *OPTION_STYLES):
             raise ValueError(f"unknown option_style {self.option_style!r}; choose one of {OPTION_STYLES} or ''")
+        from workbench.model.settings import DEPTH_MODES
+        if self.depth_embedding not in ("", *DEPTH_MODES):
+            raise ValueError(f"unknown depth_embedding {self.depth_embedding!r}; choose one of {DEPTH_MODES} or ''")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -260,7 +269,8 @@ def build_model(train_rows, settings: SFTSettings, model_name_or_path: str = "")
     from workbench.tasks import prompts
     if not model_name_or_path:
         text_rows = train_rows.select_columns(["question", "regions", "choices", "lor_target", "dtr_target"])
-        extra = {"option_style": settings.option_style} if settings.option_style else {}
+        extra = {k: v for k, v in (("option_style", settings.option_style),
+                                   ("depth_embedding", settings.depth_embedding)) if v}
         model_settings = M.ModelSettings.from_profile(settings.model_profile or settings.profile or "default", seed=settings.seed,
                                                       **extra)
         return M.build_tiny(prompts.corpus(text_rows, model_settings.system_prompts, model_settings.option_style),
@@ -413,7 +423,7 @@ def train_sft(
                                  log=None if settings.disable_tqdm else _print_copy_log)
     train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
                               group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
-                              **prompting)
+                              depth=M.uses_depth(model), depth_dropout=settings.depth_dropout, **prompting)
     raw = train.with_format(None)
     trainer = build_trainer(model, processor, train, out, settings, callbacks)
 
