@@ -66,10 +66,23 @@ def test_compare_upload_returns_both_paths(client, server):
     from gradio_client import handle_file
 
     lor, dtr, *_rest, summary, _plot, image = client.predict(
-        handle_file(str(server["upload"])), GOOD_QUESTION, GOOD_REGIONS, api_name="/compare"
+        handle_file(str(server["upload"])), GOOD_QUESTION, GOOD_REGIONS, None, api_name="/compare"
     )
     assert isinstance(lor, str) and isinstance(dtr, str)
     assert "Truth" not in summary  # an upload has no ground truth
+    assert "**Depth:** none: the 3D positional embedding is off" in summary
+
+
+def test_compare_upload_with_a_depth_map(client, server):
+    """A 16-bit PNG in millimeters of the upload's size reaches the model's depth embedding."""
+    from gradio_client import handle_file
+
+    depth_png = server["root"] / "upload_depth.png"
+    Image.fromarray(np.full((200, 300), 2500, dtype=np.uint16)).save(depth_png)
+    *_rest, summary, _plot, _image = client.predict(
+        handle_file(str(server["upload"])), GOOD_QUESTION, GOOD_REGIONS, handle_file(str(depth_png)),
+        api_name="/compare")
+    assert "**Depth:** the uploaded depth map" in summary
 
 
 @pytest.mark.parametrize(
@@ -98,6 +111,9 @@ def test_bad_example_input_gives_a_message_and_the_app_keeps_serving(client, arg
         ("empty_question", "the question is empty"),
         ("long_question", "at most 600"),
         ("token_mismatch", "has 2 <region> tokens but 1 regions"),
+        ("depth_size", r"depth map 'small_depth.npy' has shape \(20, 30\); the image needs \(200, 300\)"),
+        ("depth_8bit", "depth map 'gray_depth.png' is a L image; a depth PNG is 16-bit"),
+        ("depth_nan", "depth map 'nan_depth.npy' contains NaN"),
     ],
 )
 def test_bad_upload_gives_a_message_and_the_app_keeps_serving(client, server, case, message):
@@ -106,6 +122,7 @@ def test_bad_upload_gives_a_message_and_the_app_keeps_serving(client, server, ca
 
     root = server["root"]
     image, question, regions = handle_file(str(server["upload"])), GOOD_QUESTION, GOOD_REGIONS
+    depth = None
     if case == "no_image":
         image = None
     elif case == "not_an_image":
@@ -124,8 +141,17 @@ def test_bad_upload_gives_a_message_and_the_app_keeps_serving(client, server, ca
         question = GOOD_QUESTION + " x" * 400
     elif case == "token_mismatch":
         regions = '[{"label": "red box", "bbox_2d": [10, 10, 100, 90]}]'
+    elif case == "depth_size":
+        np.save(root / "small_depth.npy", np.ones((20, 30), dtype=np.float32))
+        depth = handle_file(str(root / "small_depth.npy"))
+    elif case == "depth_8bit":
+        Image.new("L", (300, 200), 40).save(root / "gray_depth.png")
+        depth = handle_file(str(root / "gray_depth.png"))
+    elif case == "depth_nan":
+        np.save(root / "nan_depth.npy", np.full((200, 300), np.nan, dtype=np.float32))
+        depth = handle_file(str(root / "nan_depth.npy"))
     with pytest.raises(AppError, match=message):
-        client.predict(image, question, regions, api_name="/compare")
+        client.predict(image, question, regions, depth, api_name="/compare")
     assert isinstance(client.predict("val", 0, api_name="/compare_example")[0], str)
 
 

@@ -4,6 +4,8 @@ reaching TRL's SFT and GRPO, and the errors a bad depth map gets."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -265,3 +267,149 @@ def test_dataset_depth_lands_near_the_object_centers(smoke):
                 errors.append(float(np.linalg.norm(np.median(inside, axis=0) - np.asarray(centers[region["label"]]))))
     assert len(errors) >= 30, len(errors)
     assert float(np.median(errors)) < 0.2, np.median(errors)
+
+
+# --- the add-on for a real pretrained Qwen2.5-VL ------------------------------------------------
+
+
+def test_a_pretrained_qwen_gets_the_embedding_as_an_add_on_trained_with_lora(tmp_path):
+    from test_model import _plain_checkpoint
+
+    _plain_checkpoint(tmp_path / "plain")
+    assert not M.uses_depth(M.load(tmp_path / "plain")[0])  # nothing unless asked
+    peft_model, processor = M.load(tmp_path / "plain", lora=M.LoraSettings(r=4, alpha=8),
+                                   depth_embedding="auto")
+    assert M.uses_depth(peft_model) and peft_model.config.workbench_depth_embedding == "relative"
+    assert not M.uses_region_coords(peft_model)  # still prompted as a real VLM
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("depth_embed" in n for n in trainable) and any("lora_A" in n for n in trainable)
+    assert not any("region_proj" in n for n in trainable)
+    backbone = M.region_backbone(peft_model)
+    assert backbone.depth_embed.net[-1].weight.abs().max() < 1e-2  # starts near zero
+    rows = [depth_row(box_z=1.0)]
+    batch = M.model_inputs(processor, rows, "dtr", region_coords=False, depth=True)
+    out = peft_model(**batch, labels=batch["input_ids"])
+    out.loss.backward()
+    assert backbone.depth_embed.modules_to_save["default"].net[-1].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        torch.nn.init.normal_(backbone.depth_embed.modules_to_save["default"].net[-1].weight, std=0.5)
+        near = peft_model(**batch).logits
+        far = peft_model(**M.model_inputs(processor, [depth_row(z=2.0, box_z=3.0)], "dtr", region_coords=False,
+                                          depth=True)).logits
+        assert (near - far).abs().max() > 1e-3
+        merged = peft_model.merge_and_unload()
+        merged.save_pretrained(tmp_path / "merged")
+        processor.save_pretrained(tmp_path / "merged")
+        reloaded, reloaded_processor = M.load(tmp_path / "merged")
+        assert M.uses_depth(reloaded) and reloaded.config.workbench_depth_embedding == "relative"
+        again = reloaded(**M.model_inputs(reloaded_processor, rows, "dtr", region_coords=False, depth=True)).logits
+    assert torch.allclose(near, again, atol=1e-5)
+    assert len(M.generate(reloaded, reloaded_processor, rows + [make_row(1)], "dtr", max_new_tokens=2)) == 2
+
+
+def test_the_add_on_refuses_what_it_cannot_do(tmp_path):
+    from test_model import _plain_checkpoint
+
+    _plain_checkpoint(tmp_path / "plain")
+    with pytest.raises(ValueError, match="depth_embedding must be one of .* got 'sonar'"):
+        M.load(tmp_path / "plain", depth_embedding="sonar")
+    model, processor = M.load(tmp_path / "plain", depth_embedding="metric")
+    model.save_pretrained(tmp_path / "metric")
+    processor.save_pretrained(tmp_path / "metric")
+    with pytest.raises(ValueError, match="already embeds depth as 'metric'.*'relative'"):
+        M.load(tmp_path / "metric", depth_embedding="relative")
+
+
+# --- depth for an upload: `workbench ask --depth / --depth-model` -------------------------------
+
+
+def tiny_depth_anything(path) -> None:
+    """A tiny random Depth Anything (relative) saved like a hub checkpoint: no download."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+
+    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                            patch_size=14, image_size=56, out_features=["stage1", "stage2"],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 16],
+                                 fusion_hidden_size=8, head_hidden_size=8, reassemble_factors=[2, 1],
+                                 depth_estimation_type="relative")
+    torch.manual_seed(0)
+    DepthAnythingForDepthEstimation(config).save_pretrained(path)
+    DPTImageProcessorPil(size={"height": 56, "width": 56}, keep_aspect_ratio=True,
+                         ensure_multiple_of=14).save_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def asked(metric, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ask_depth")
+    model, processor = metric
+    model.save_pretrained(root / "model")
+    processor.save_pretrained(root / "model")
+    row = make_row()
+    row["image"].resize((224, 168)).save(root / "view.png")
+    Image.fromarray(np.full((168, 224), 2000, dtype=np.uint16)).save(root / "depth.png")
+    np.save(root / "depth.npy", np.full((168, 224), 2.0, dtype=np.float32))
+    tiny_depth_anything(root / "depth_anything")
+    return root
+
+
+ASK = ["--question", "Is the object in the red box <region> left of the one in the blue box <region>?",
+       "--regions", '[{"label": "red box", "bbox_2d": [16, 30, 84, 90]}, {"label": "blue box", "bbox_2d": [116, 70, 200, 140]}]',
+       "--max-new-tokens", "3", "--path", "dtr"]
+
+
+def test_ask_reads_a_depth_png_or_npy_and_scales_it_with_the_image(asked, capsys, monkeypatch):
+    from workbench import ask
+    from workbench.cli import main
+
+    seen = []
+    original = ask.freeform.make_row
+    monkeypatch.setattr(ask.freeform, "make_row", lambda *a, **k: seen.append(original(*a, **k)) or seen[-1])
+    for depth in ("depth.png", "depth.npy"):
+        code = main(["ask", "--model", str(asked / "model"), "--image", str(asked / "view.png"),
+                     "--depth", str(asked / depth), *ASK])
+        assert code == 0, capsys.readouterr().err
+        row = seen[-1]
+        assert row["depth"].shape == (84, 112) and np.allclose(row["depth"], 2.0)  # scaled to the model's 112 px
+        fx, fy, cx, cy = row["intrinsics"]
+        assert (cx, cy) == (56.0, 42.0) and fx == pytest.approx(194.0 / 2, abs=0.1)  # the 60 degree camera
+    code = main(["ask", "--model", str(asked / "model"), "--image", str(asked / "view.png"),
+                 "--depth", str(asked / "depth.npy"), "--intrinsics", "300,300,112,84", *ASK])
+    assert code == 0 and seen[-1]["intrinsics"] == [150.0, 150.0, 56.0, 42.0]
+
+
+def test_ask_estimates_depth_with_a_depth_model(asked, capsys, monkeypatch):
+    from workbench import ask
+    from workbench.cli import main
+
+    seen = []
+    original = ask.freeform.make_row
+    monkeypatch.setattr(ask.freeform, "make_row", lambda *a, **k: seen.append(original(*a, **k)) or seen[-1])
+    code = main(["ask", "--model", str(asked / "model"), "--image", str(asked / "view.png"),
+                 "--depth-model", str(asked / "depth_anything"), *ASK])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "relative depth" in err and "unknown scale" in err  # a metric model given relative depth
+    z = seen[-1]["depth"]
+    assert z.shape == (84, 112) and (z >= 0).all() and (z > 0).any()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--depth", "{root}/nowhere.npy"], "depth file '.*nowhere.npy' does not exist"),
+    (["--depth", "{root}/view.png"], "depth map 'view.png' is a RGB image; a depth PNG is 16-bit"),
+    (["--depth", "{root}/wrong.npy"], r"depth map 'wrong.npy' has shape \(10, 10\); the image needs \(168, 224\)"),
+    (["--depth", "{root}/negative.npy"], "depth map 'negative.npy' contains negative values"),
+    (["--depth", "{root}/depth.npy", "--intrinsics", "0,1,2"], r"intrinsics \(fx, fy, cx, cy\) must be a list of 4"),
+    (["--depth", "{root}/depth.npy", "--depth-model", "x"], "not both"),
+    (["--depth-model", "{root}/nowhere"], "cannot load the depth-estimation model"),
+])
+def test_ask_bad_depth_is_a_clear_error(asked, capsys, args, message):
+    from workbench.cli import main
+
+    np.save(asked / "wrong.npy", np.ones((10, 10), dtype=np.float32))
+    np.save(asked / "negative.npy", np.full((168, 224), -1.0, dtype=np.float32))
+    args = [a.replace("{root}", str(asked)) for a in args]
+    code = main(["ask", "--model", str(asked / "model"), "--image", str(asked / "view.png"), *args, *ASK])
+    assert code == 2
+    assert re.search(message, capsys.readouterr().err)

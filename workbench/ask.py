@@ -2,10 +2,13 @@
 
     workbench ask --model DIR --data DIR --split val --index 3 --path dtr
     workbench ask --model DIR --image view.png --question "How far is the red box <region> from the blue box <region>?" \\
-        --regions '[{"label": "red box", "kind": "box", "bbox_2d": [10, 20, 40, 60]}, ...]' --path dtr
+        --regions '[{"label": "red box", "kind": "box", "bbox_2d": [10, 20, 40, 60]}, ...]' --path dtr \\
+        [--depth view_depth.png [--intrinsics fx,fy,cx,cy] | --depth-model DEPTH_ANYTHING_NAME_OR_DIR]
 
 The prompt is built by `prompts.to_messages` and the completion by `model.generate`, exactly as in
-evaluation. The completion goes to stdout; with `--show-prompt` the prompt text and, for a dataset
+evaluation. A model that embeds depth gets a dataset row's depth, or the depth of `--depth` (a
+16-bit PNG in millimeters or a .npy in meters, the size of --image) or of `--depth-model` (a
+transformers depth-estimation model); without depth its embedding is off. The completion goes to stdout; with `--show-prompt` the prompt text and, for a dataset
 row, the ground-truth answer go to stderr.
 """
 
@@ -40,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '{"label": "blue point", "point": [x, y]} in pixels of --image',
     )
     own.add_argument("--choices", default="[]", help='JSON list of option texts, e.g. \'["left", "right"]\'')
+    own.add_argument("--depth", help="depth map of --image: a 16-bit PNG in millimeters or a .npy in meters")
+    own.add_argument("--intrinsics", help="fx,fy,cx,cy of --image in pixels (default: a centered 60 degree camera)")
+    own.add_argument("--depth-model", default="",
+                     help="estimate the depth of --image with this transformers depth-estimation model")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="completion length limit")
     parser.add_argument(
         "--sample", action="store_true", help="sample (temperature 1) instead of greedy decoding"
@@ -54,8 +61,21 @@ def cli(args: argparse.Namespace) -> int:
     from workbench.tasks import prompts
     if args.data and (args.image or args.question):  # fail before paying for the model load
         raise ValueError("give either --data/--split/--index or --image/--question/--regions, not both")
+    if args.depth and args.depth_model:
+        raise ValueError("give --depth FILE or --depth-model NAME, not both")
+    if (args.depth or args.depth_model or args.intrinsics) and not args.image:
+        raise ValueError("--depth, --intrinsics and --depth-model go with --image (a dataset row has its own depth)")
     model, processor = model_mod.load(args.model)
-    row = row_from_args(args, image_size=model_mod.image_size_of(processor))
+    depth = args.depth
+    if args.depth_model:
+        from workbench.model import depth as depth_codec
+
+        depth, kind = depth_codec.estimate_depth(freeform.load_image(args.image), args.depth_model)
+        if depth_codec.mismatch_note(model, kind):
+            print(f"note: {depth_codec.mismatch_note(model, kind)}", file=sys.stderr)
+    row = row_from_args(args, image_size=model_mod.image_size_of(processor), depth=depth)
+    if row.get("depth") is not None and not model_mod.uses_depth(model):
+        print("note: this model has no depth embedding; the depth is not used", file=sys.stderr)
     if args.show_prompt:
         messages = prompts.to_messages(row, args.path, **model_mod.prompt_options(model))
         print(
@@ -86,9 +106,10 @@ def ask(
     )[0]
 
 
-def row_from_args(args: argparse.Namespace, image_size: int = 112) -> dict[str, Any]:
+def row_from_args(args: argparse.Namespace, image_size: int = 112, depth: Any = None) -> dict[str, Any]:
     """The row `ask` answers: a dataset row (--data) or one built from --image/--question/--regions
-    (checked, scaled to `image_size` and with the marks drawn in by `freeform.make_row`)."""
+    (checked, scaled to `image_size` and with the marks drawn in by `freeform.make_row`), with
+    `depth` (an array or file; else --depth) and --intrinsics."""
     if args.data and (args.image or args.question):
         raise ValueError("give either --data/--split/--index or --image/--question/--regions, not both")
     if args.data:
@@ -101,6 +122,8 @@ def row_from_args(args: argparse.Namespace, image_size: int = 112) -> dict[str, 
         _json_arg(args.regions, "--regions"),
         image_size=image_size,
         choices=_json_arg(args.choices, "--choices"),
+        depth=depth if depth is not None else getattr(args, "depth", None),
+        intrinsics=getattr(args, "intrinsics", None),
     )
 
 

@@ -117,3 +117,19 @@ def validate_row(row: Mapping[str, Any]) -> None:
     if len(row["intrinsics"]) != 4:
         raise ValueError(f"row {rid!r}: intrinsics must be [fx, fy, cx, cy], got {row['intrinsics']!r}")
     centers_of(row)
+
+
+def check_depth(depth: Any, size: tuple[int, int], name: str = "depth"):
+    """`depth` as a float32 (H, W) numpy array of z in meters for an image of `size` (W, H), or a
+    ValueError naming what is wrong (shape, NaN, negative values). 0 (or inf) = no depth there."""
+    import numpy as np
+
+    arr = np.asarray(depth, dtype=np.float32)
+    w, h = size
+    if arr.ndim != 2 or arr.shape != (h, w):
+        raise ValueError(f"{name} has shape {tuple(arr.shape)}; the image needs ({h}, {w}) (H, W)")
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN values")
+    if (arr < 0).any():
+        raise ValueError(f"{name} contains negative values (min {float(arr.min()):.3g}); depth is z in meters")
+    return arr

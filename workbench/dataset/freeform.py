@@ -3,8 +3,8 @@ person (`workbench ask --image`, the demo's upload tab).
 
 Everything a person can get wrong is checked here, with a message that names the bad value:
 no image, a file that is not an image, a huge image, an empty or overlong question, malformed
-regions, regions outside the image, and a count of regions that does not match the question's
-`<region>` tokens. The image is scaled to the model's training size (regions with it) and the
+regions, regions outside the image, a count of regions that does not match the question's
+`<region>` tokens, and a depth map of the wrong size or with NaN or negative values. The image is scaled to the model's training size (regions with it) and the
 visual prompts are drawn in, exactly as the data engine draws them.
 """
 
@@ -18,11 +18,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from workbench.schema import REGION_TOKEN
+from workbench.schema import REGION_TOKEN, check_depth
 from workbench.world import render
 
 MAX_SIDE = 4096
 """Larger uploads are refused rather than silently eating memory."""
+UPLOAD_FOV_DEG = 60.0
+"""Horizontal field of view assumed for an upload with depth but no intrinsics (the middle of the
+data engine's usual 55-70 degrees)."""
 MAX_QUESTION_CHARS = 600
 POINT_HALF_SIZE = 4
 """Half side (px, at the model's image size) of the square a point region pools over."""
@@ -52,6 +55,54 @@ def load_image(image: Any) -> Image.Image:
     if min(image.size) < 8:
         raise ValueError(f"image is {image.width}x{image.height} px; too small to read")
     return image.convert("RGB")
+
+
+def load_depth(depth: Any, size: tuple[int, int]) -> np.ndarray:
+    """A depth map for an image of `size` (W, H): z in meters as float32 (H, W), from an array (m),
+    a .npy file (m) or a 16-bit PNG (mm, 0 = no depth). ValueError / FileNotFoundError name the bad
+    file or value (wrong size, NaN, negative values, an 8-bit PNG)."""
+    name = "depth"
+    if isinstance(depth, (str, os.PathLike)):
+        path, name = str(depth), f"depth map {os.path.basename(str(depth))!r}"
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"depth file {path!r} does not exist")
+        if path.lower().endswith(".npy"):
+            try:
+                depth = np.load(path, allow_pickle=False)
+            except (ValueError, OSError) as err:
+                raise ValueError(f"{name} is not a .npy array ({err})") from None
+        else:
+            try:
+                with Image.open(path) as f:
+                    mode, arr = f.mode, np.asarray(f)
+            except (UnidentifiedImageError, OSError) as err:
+                raise ValueError(f"{name} is neither a .npy array nor an image PIL can read ({err})") from None
+            if arr.dtype != np.uint16 and mode not in ("I;16", "I;16B", "I"):
+                raise ValueError(f"{name} is a {mode} image; a depth PNG is 16-bit, in millimeters")
+            depth = arr.astype(np.float32) / 1000.0
+    elif isinstance(depth, Image.Image):
+        raise ValueError("give depth as an array in meters or a file (.npy in m, 16-bit PNG in mm), not a PIL image")
+    return check_depth(depth, size, name)
+
+
+def upload_intrinsics(width: int, height: int, fov_deg: float = UPLOAD_FOV_DEG) -> list[float]:
+    """fx, fy, cx, cy of a centered pinhole camera with a horizontal field of view of `fov_deg`.
+
+    >>> upload_intrinsics(112, 84)
+    [97.0, 97.0, 56.0, 42.0]
+    """
+    f = round((width / 2) / np.tan(np.radians(fov_deg) / 2), 1)
+    return [float(f), float(f), width / 2, height / 2]
+
+
+def parse_intrinsics(intrinsics: Any) -> list[float]:
+    """fx, fy, cx, cy (pixels) from a list or "fx,fy,cx,cy" text; fx and fy must be positive."""
+    if isinstance(intrinsics, str):
+        intrinsics = [v for v in intrinsics.replace(",", " ").split()]
+    values = _numbers(intrinsics, 4, "intrinsics (fx, fy, cx, cy)")
+    if values[0] <= 0 or values[1] <= 0:
+        raise ValueError(f"intrinsics fx, fy must be positive, got {values}")
+    return values
 
 
 def parse_regions(regions: Any) -> list[dict[str, Any]]:
@@ -136,15 +187,22 @@ def check_inside(regions: list[dict[str, Any]], width: int, height: int) -> None
 
 
 def make_row(
-    image: Any, question: str, regions: Any = None, image_size: int | None = 112, choices: Any = None
+    image: Any, question: str, regions: Any = None, image_size: int | None = 112, choices: Any = None,
+    depth: Any = None, intrinsics: Any = None,
 ) -> dict[str, Any]:
     """A row (schema columns the model needs) from free-form input; raises ValueError naming the bad value.
 
     `choices` (a list of option texts, or JSON of one) are shown to the model as `A. ...` lines.
     Regions are in the pixel coordinates of the given image; the image is scaled so its longer
-    side is `image_size` (None keeps it) and the marks are drawn after scaling.
+    side is `image_size` (None keeps it) and the marks are drawn after scaling. `depth` (optional,
+    `load_depth`: same size as the image) and `intrinsics` (fx, fy, cx, cy in pixels of the given
+    image; without them a centered camera with a `UPLOAD_FOV_DEG` field of view) are scaled with
+    the image and become the row's `depth` and `intrinsics`, for a model that embeds depth.
     """
     image = load_image(image)
+    z = None if depth is None else load_depth(depth, image.size)
+    if z is not None:
+        intrinsics = upload_intrinsics(*image.size) if intrinsics is None else parse_intrinsics(intrinsics)
     question = (question or "").strip()
     if not question:
         raise ValueError("the question is empty")
@@ -165,6 +223,10 @@ def make_row(
         scale = image_size / max(image.size)
         image = image.resize((max(8, round(image.width * scale)), max(8, round(image.height * scale))), Image.BICUBIC)
     w, h = image.size
+    if z is not None and z.shape != (h, w):  # nearest: never blends a depth edge into a false surface
+        sx, sy = w / z.shape[1], h / z.shape[0]
+        z = np.asarray(Image.fromarray(z, mode="F").resize((w, h), Image.NEAREST), dtype=np.float32)
+        intrinsics = [intrinsics[0] * sx, intrinsics[1] * sy, intrinsics[2] * sx, intrinsics[3] * sy]
     for reg in regs:
         if reg["kind"] == "box":
             x1, y1, x2, y2 = (v * scale for v in reg["bbox_2d"])
@@ -192,4 +254,6 @@ def make_row(
         "path": "dtr" if regs else "lor",
         "centers": "{}",
         "objects": [],
+        "depth": z,
+        "intrinsics": None if z is None else [float(v) for v in intrinsics],
     }

@@ -36,6 +36,8 @@ def _outputs(c: Comparison) -> tuple:
         if "detect" in c.scores["dtr"]:
             lines.append(f"| detect | | {c.scores['dtr']['detect']:.2f} |")
     summary = (f"**Truth:** {truth}\n\n" if truth else "") + "\n".join(lines)
+    if c.depth:
+        summary += f"\n\n**Depth:** {c.depth.strip()}"
     centers = c.row.get("centers") or None
     return (
         c.completions["lor"],
@@ -107,6 +109,8 @@ def build_app(engine: DemoEngine) -> gr.Blocks:
                         kind = gr.Radio(["box", "point"], value="box", label="click adds a")
                         color = gr.Dropdown(list(render.MARK_COLORS), value="red", label="color")
                     regions = gr.Textbox(value="[]", lines=3, label="regions (JSON)")
+                    depth = gr.File(label="depth map (optional): a 16-bit PNG in mm or a .npy in m, the image's size",
+                                    type="filepath", file_types=[".png", ".npy"])
                     hint = gr.Markdown()
                     run_upload = gr.Button("Compare LOR and DTR", variant="primary")
             pending = gr.State(None)
@@ -124,7 +128,7 @@ def build_app(engine: DemoEngine) -> gr.Blocks:
             plot = gr.Plot(label="detected vs true centers (camera frame, m)")
         outputs = [lor_raw, dtr_raw, lor_html, dtr_html, summary, plot, marked]
         run_example.click(_guard(engine.compare_example), [split, index], outputs, api_name="compare_example")
-        run_upload.click(_guard(engine.compare), [upload, question, regions], outputs, api_name="compare")
+        run_upload.click(_guard(engine.compare), [upload, question, regions, depth], outputs, api_name="compare")
     return app
 
 
@@ -147,12 +151,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a workshop LAN)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
     parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--depth-model", default="",
+                        help="transformers depth-estimation model that fills in the depth of an upload without one")
 
 
 def cli(args) -> int:
     if not Path(args.model).exists() and "/" not in args.model:
         raise FileNotFoundError(f"model {args.model!r} is neither a folder nor a hub name")
-    engine = DemoEngine(args.model, args.data, max_new_tokens=args.max_new_tokens)
+    engine = DemoEngine(args.model, args.data, max_new_tokens=args.max_new_tokens, depth_model=args.depth_model)
     launch(build_app(engine), host=args.host, port=args.port, share=args.share)
     return 0
 

@@ -1,7 +1,8 @@
 """The LOR-vs-DTR demo's engine (the Gradio UI over it, and `workbench demo`, are `workbench.demo.app`).
 
 `DemoEngine` answers one input on both paths: a dataset example (`compare_example(split,
-index)`) or an upload (`compare(image, question, regions)`). Each returns both completions, the
+index)`) or an upload (`compare(image, question, regions, depth)`: an optional depth map, else
+the estimate of `depth_model` when the engine has one). Each returns both completions, the
 parsed answers, the truth and each path's reward when known, and one 3D figure with both
 paths' detected centers against the truth. Bad input raises ValueError naming the bad value;
 the app turns that into a message and keeps serving.
@@ -29,6 +30,8 @@ class Comparison:
     answers: dict[str, str | None]
     centers: dict[str, dict[str, tuple[float, float, float]] | None]
     scores: dict[str, dict[str, float] | None] = field(default_factory=dict)
+    depth: str = ""
+    """Where the depth the model saw came from, in words ("" for a dataset row)."""
 
     @property
     def truth(self) -> str | None:
@@ -66,10 +69,13 @@ class Comparison:
 class DemoEngine:
     """A loaded model (and optionally a dataset) answering inputs on both paths."""
 
-    def __init__(self, model_dir: str, data_dir: str | None = None, max_new_tokens: int = 200, image_size: int = 112):
+    def __init__(self, model_dir: str, data_dir: str | None = None, max_new_tokens: int = 200, image_size: int = 112,
+                 depth_model: str = ""):
         from workbench.model import load
 
         self.model, self.processor = load(model_dir)
+        self.depth_model = depth_model
+        """A transformers depth-estimation model that fills in the depth of an upload without one."""
         self.max_new_tokens = max_new_tokens
         self.dataset = None
         self.image_size = image_size
@@ -121,5 +127,18 @@ class DemoEngine:
     def compare_example(self, split: str, index: int) -> Comparison:
         return self.compare_row(self.example(split, index))
 
-    def compare(self, image: Any, question: str, regions: Any = None) -> Comparison:
-        return self.compare_row(freeform.make_row(image, question, regions, image_size=self.image_size))
+    def compare(self, image: Any, question: str, regions: Any = None, depth: Any = None) -> Comparison:
+        """Both paths on an upload; `depth`: its depth map (`freeform.load_depth`: an array in m, a
+        .npy in m or a 16-bit PNG in mm, the size of the image), else `depth_model`'s estimate."""
+        from workbench.model import depth as depth_codec
+        from workbench.model import uses_depth
+
+        source = "the uploaded depth map" if depth is not None else "none"
+        if depth is None and self.depth_model and image is not None:
+            depth, kind = depth_codec.estimate_depth(freeform.load_image(image), self.depth_model)
+            source = f"{kind} depth estimated by {self.depth_model}. {depth_codec.mismatch_note(self.model, kind)}"
+        row = freeform.make_row(image, question, regions, image_size=self.image_size, depth=depth)
+        comparison = self.compare_row(row)
+        comparison.depth = (source if uses_depth(self.model) else "not used (this model has no depth embedding)"
+                            ) if depth is not None else "none: the 3D positional embedding is off"
+        return comparison

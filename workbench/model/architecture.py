@@ -79,13 +79,17 @@ class DepthEmbedding(nn.Module):
 
 
 class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
-    """Qwen2.5-VL backbone whose `<region>` embeddings carry box-pooled vision features."""
+    """Qwen2.5-VL backbone whose `<region>` embeddings carry box-pooled vision features, and whose
+    vision patches may carry a 3D positional embedding. A real pretrained Qwen2.5-VL loaded with a
+    depth add-on (`load(..., depth_embedding=...)`) has the embedding and no region projection
+    (its config has no `workbench_region_features`)."""
 
     def __init__(self, config: Qwen2_5_VLConfig):
         super().__init__(config)
         vision_dim = config.vision_config.out_hidden_size
         hidden = config.text_config.hidden_size
-        self.region_proj = nn.Sequential(nn.Linear(vision_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        if getattr(config, "workbench_region_features", None) is not None:
+            self.region_proj = nn.Sequential(nn.Linear(vision_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         if getattr(config, "workbench_region_geometry", False):
             self.region_geometry = nn.Linear(GEOMETRY_DIM, hidden)
         if getattr(config, "workbench_region_index", False):
@@ -396,9 +400,9 @@ def uses_region_coords(model: nn.Module) -> bool:
 
 
 def uses_depth(model: nn.Module) -> bool:
-    """Whether `model` embeds depth: prompts for it should carry the row's depth (`depth.row_image`)."""
-    return is_region_model(model) and getattr(getattr(model, "config", None), "workbench_depth_embedding",
-                                              "none") != "none"
+    """Whether `model` embeds depth (the built-in model, or a pretrained one with the depth add-on):
+    prompts for it should carry the row's depth (`depth.row_image`)."""
+    return any(isinstance(m, RegionQwen2_5_VLModel) and m.depth_embed is not None for m in model.modules())
 
 
 def prompt_options(model: nn.Module) -> dict[str, Any]:

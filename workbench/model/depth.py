@@ -24,6 +24,7 @@ The model (`architecture.RegionQwen2_5_VLModel`) strips the columns and embeds t
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+
+from workbench.schema import check_depth
 
 Z_MIN, Z_MAX = 0.2, 20.0
 """Range of the 8-bit log code of z (m); depths outside are clipped to it."""
@@ -40,20 +43,6 @@ POINT_COLUMNS = 7
 """Columns the processor appends to `pixel_values`: metric xyz, relative xyz, valid."""
 HEADER_BYTES = len(MAGIC) + 16
 """Alpha header: the signature, then fx, fy, cx, cy as little-endian float32."""
-
-
-def check_depth(depth: Any, size: tuple[int, int], name: str = "depth") -> np.ndarray:
-    """`depth` as a float32 (H, W) array of z in meters for an image of `size` (W, H), or a
-    ValueError naming what is wrong (shape, NaN, negative values)."""
-    arr = np.asarray(depth, dtype=np.float32)
-    w, h = size
-    if arr.ndim != 2 or arr.shape != (h, w):
-        raise ValueError(f"{name} has shape {tuple(arr.shape)}; the image needs ({h}, {w}) (H, W)")
-    if np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN values")
-    if (arr < 0).any():
-        raise ValueError(f"{name} contains negative values (min {float(arr.min()):.3g}); depth is z in meters")
-    return arr
 
 
 def attach(image: Image.Image, depth: Any, intrinsics: Sequence[float]) -> Image.Image:
@@ -185,3 +174,50 @@ def row_image(row: Any, image: Any = None, with_depth: bool = True) -> Any:
     if not with_depth or row.get("depth") is None or row.get("intrinsics") is None:
         return image
     return attach(image, row["depth"], row["intrinsics"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Depth for an image that has none: a depth-estimation model
+
+
+@functools.lru_cache(maxsize=2)
+def _depth_pipeline(name: str):
+    from transformers import pipeline
+
+    try:
+        return pipeline("depth-estimation", model=name)
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"cannot load the depth-estimation model {name!r}: {err}") from None
+
+
+def estimate_depth(image: Image.Image, model_name: str) -> tuple[np.ndarray, str]:
+    """(depth (H, W) of `image`, kind) from a transformers `depth-estimation` model (e.g. a Depth
+    Anything V2 name or folder). kind "metric": z in meters, as the model gives it; kind
+    "relative": the model gives relative inverse depth (disparity up to scale and shift), returned
+    as z = 1 / disparity scaled into [1, 100], which only the "relative" embedding reads correctly
+    (it uses `1 - minmax(1 / z)`, blind to the scale). Pixels the model gives no disparity are 0."""
+    estimator = _depth_pipeline(model_name)
+    kind = getattr(estimator.model.config, "depth_estimation_type", None) or "relative"
+    predicted = estimator(image.convert("RGB"))["predicted_depth"]
+    arr = predicted.detach().float().squeeze().cpu().numpy()
+    if arr.shape != (image.height, image.width):
+        arr = np.asarray(Image.fromarray(arr, mode="F").resize(image.size, Image.BILINEAR), dtype=np.float32)
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    if kind == "metric":
+        return np.clip(arr, 0.0, None).astype(np.float32), kind
+    top = float(arr.max())
+    if top <= 0:
+        return np.zeros_like(arr, dtype=np.float32), "relative"
+    disparity = np.clip(arr / top, 0.0, 1.0)  # 1 nearest
+    z = np.where(disparity > 0.01, 1.0 / np.maximum(disparity, 0.01), 0.0)
+    return z.astype(np.float32), "relative"
+
+
+def mismatch_note(model: Any, kind: str | None) -> str:
+    """A warning when a model that embeds metric points is given relative depth (its 3D positions
+    are then off by an unknown scale); "" otherwise."""
+    embedding = getattr(getattr(model, "config", None), "workbench_depth_embedding", "none")
+    if kind == "relative" and embedding == "metric":
+        return ("this model embeds metric depth, but the depth model gives relative depth: its 3D "
+                "positions are off by an unknown scale (use a metric depth model or a depth file)")
+    return ""

@@ -22,7 +22,7 @@ from workbench.model.architecture import (
     ordered_embeddings,
     publish_model_class,
 )
-from workbench.model.settings import LoraSettings, ModelSettings
+from workbench.model.settings import DEPTH_MODES, LoraSettings, ModelSettings
 from workbench.model.tokenizer import (
     CHAT_TEMPLATE,
     EOS_TOKEN,
@@ -132,6 +132,7 @@ def load(
     lora: LoraSettings | None = None,
     dtype: str | torch.dtype = "auto",
     device: str | torch.device | None = None,
+    depth_embedding: str | None = None,
 ):
     """(model, processor) from a folder written by `save_pretrained` of the built-in model, or a
     real pretrained VLM (any AutoModelForImageTextToText, e.g. a Qwen2.5-VL) by hub name or path.
@@ -140,6 +141,13 @@ def load(
     with plain `<region>` tokens and the drawn marks (`uses_region_coords(model)` is False). With
     `lora`, the model comes back as a PEFT model. Missing or corrupt checkpoints raise
     FileNotFoundError / ValueError naming the path.
+
+    depth_embedding: "relative" or "metric" gives a real Qwen2.5-VL the built-in model's 3D
+    positional embedding as an add-on (initialised near zero, trained fully next to the LoRA
+    adapters, saved in the config so that `load` reads a merged model back with it); None keeps
+    what the checkpoint has; "auto" adds the paper's ("relative") to a Qwen2.5-VL without one and
+    keeps what any other checkpoint has (what SFT uses). A checkpoint that already has a setting
+    must not be given another.
     """
     from transformers import AutoConfig, AutoModelForImageTextToText
 
@@ -164,10 +172,16 @@ def load(
     except (OSError, ValueError, KeyError) as err:
         raise FileNotFoundError(f"cannot read a model config from {name!r}: {err}") from err
 
+    reset_depth = _depth_addon(config, name, depth_embedding)
     try:
-        if getattr(config, "workbench_region_features", None) is not None:
-            model = RegionQwen2_5_VLForConditionalGeneration.from_pretrained(name, dtype=dtype)
+        if (getattr(config, "workbench_region_features", None) is not None
+                or getattr(config, "workbench_depth_embedding", "none") != "none"):
+            model = RegionQwen2_5_VLForConditionalGeneration.from_pretrained(name, config=config, dtype=dtype)
             processor = WorkbenchProcessor.from_pretrained(name)
+            if processor.chat_template is None:  # a hub Qwen2.5-VL keeps its template in the tokenizer
+                processor.chat_template = getattr(processor.tokenizer, "chat_template", None) or CHAT_TEMPLATE
+            if reset_depth:  # new: near zero, so the pretrained features start as they were
+                model.model.depth_embed.reset_last()
         else:
             model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype)
             processor = _load_pretrained_processor(name, config)
@@ -189,6 +203,29 @@ def load(
 
         model = get_peft_model(model, lora.to_peft_config(model))
     return model, processor
+
+
+def _depth_addon(config, name: str, depth_embedding: str | None) -> bool:
+    """Put the depth add-on's setting into a pretrained VLM's `config`; True when the embedding is
+    new (absent from the checkpoint). A ValueError names a bad or conflicting setting."""
+    saved = getattr(config, "workbench_depth_embedding", None)
+    if depth_embedding == "auto":
+        depth_embedding = None if saved is not None or config.model_type != "qwen2_5_vl" else "relative"
+    if depth_embedding is None:
+        return False
+    if depth_embedding not in DEPTH_MODES:
+        raise ValueError(f"depth_embedding must be one of {DEPTH_MODES} or 'auto', got {depth_embedding!r}")
+    if saved is not None:
+        if saved != depth_embedding:
+            raise ValueError(f"{name!r} already embeds depth as {saved!r}; it cannot be loaded with {depth_embedding!r}")
+        return False
+    if depth_embedding == "none":
+        return False
+    if config.model_type != "qwen2_5_vl":
+        raise ValueError(f"the depth add-on needs a Qwen2.5-VL; {name!r} is a {config.model_type!r} model")
+    config.workbench_depth_embedding = depth_embedding
+    config.architectures = [RegionQwen2_5_VLForConditionalGeneration.__name__]
+    return True
 
 
 def _looks_local(name: str) -> bool:

@@ -154,17 +154,19 @@ class LoraSettings:
     """Linear layers that get adapters (module-name suffixes)."""
 
     def to_peft_config(self, model: nn.Module):
-        """A `peft.LoraConfig` for `model`: region projection fully trained, `<region>` row trainable."""
+        """A `peft.LoraConfig` for `model`: region modules and the depth embedding fully trained, a
+        pretrained VLM's `<region>` row trainable."""
         from peft import LoraConfig
 
         config = model.config
         extra: dict[str, Any] = {}
-        if is_region_model(model):
-            extra["modules_to_save"] = [
-                name for name in ("region_proj", "region_geometry", "region_index")
-                if hasattr(model.model, name)
-            ]
-        elif getattr(config, "workbench_region_token_id", None) is not None:
+        backbone = getattr(model, "model", None)
+        # fully trained: the region modules of the built-in model, the depth embedding of either
+        modules = [name for name in ("region_proj", "region_geometry", "region_index", "depth_embed")
+                   if getattr(backbone, name, None) is not None]
+        if modules:
+            extra["modules_to_save"] = modules
+        if not is_region_model(model) and getattr(config, "workbench_region_token_id", None) is not None:
             # The `<region>` row was added by `load`: train it without unfreezing the whole embedding.
             extra["trainable_token_indices"] = {"embed_tokens": [int(config.workbench_region_token_id)]}
         return LoraConfig(

@@ -85,8 +85,9 @@ class SFTSettings:
     """How a new built-in model lists choice options (`prompts.OPTION_STYLES`); "" = the model
     profile's (`letter_first`). A loaded checkpoint keeps the style it was built with."""
     depth_embedding: str = ""
-    """The 3D positional embedding of a new built-in model (`model.DEPTH_MODES`: none | relative |
-    metric); "" = the model profile's (`metric`). A loaded checkpoint keeps its own."""
+    """The 3D positional embedding (`model.DEPTH_MODES`: none | relative | metric) of a new built-in
+    model, or added to a pretrained Qwen2.5-VL; "" = the built-in model profile's (`metric`), the
+    paper's (`relative`) for a Qwen2.5-VL. A saved built-in model keeps its own."""
     max_train_examples: int = 0
     """Use at most this many training examples (a seeded random subset); 0 = all."""
     group_by_path: bool = True
@@ -278,7 +279,9 @@ def build_model(train_rows, settings: SFTSettings, model_name_or_path: str = "")
     lora = None
     if settings.use_lora and not _is_builtin_checkpoint(model_name_or_path):
         lora = M.LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha)
-    return M.load(model_name_or_path, lora=lora)
+    if _is_builtin_checkpoint(model_name_or_path):  # a saved built-in model keeps its embedding
+        return M.load(model_name_or_path, lora=lora)
+    return M.load(model_name_or_path, lora=lora, depth_embedding=settings.depth_embedding or "auto")
 
 
 def _is_builtin_checkpoint(name: str) -> bool:
