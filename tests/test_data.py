@@ -212,6 +212,8 @@ def test_workers_do_not_change_the_result(tmp_path):
         (["--num-scenes", "-5"], "num_scenes must be a non-negative integer, got -5"),
         (["--num-scenes", "2"], "num_scenes must be at least 4"),
         (["--questions-per-scene", "-1"], "questions_per_scene must be a non-negative integer, got -1"),
+        (["--questions-per-scene", "0"], "questions_per_scene must be at least 1"),
+        (["--image-size", "100000"], "image_size must be between 32 and 1024 pixels, got 100000"),
         (["--workers", "-2"], "--workers must be >= 0"),
         (["--categories", "up_down"], "unknown question categories ['up_down']"),
     ],

@@ -183,3 +183,37 @@ def test_headless_chromium_shows_both_trace_panels(server, tmp_path):
     subprocess.run(flags + [f"--screenshot={shot}", server["url"]], capture_output=True, timeout=120)
     image = np.asarray(Image.open(shot).convert("L"))
     assert image.shape == (1600, 1280) and image.std() > 5, "the screenshot is blank"
+
+
+@pytest.mark.parametrize("port", ["-1", "70000"])
+def test_a_bad_port_is_named_before_the_model_loads(tmp_path, capsys, port):
+    from workbench.cli import main
+
+    code = main(["demo", "--model", str(tmp_path / "nowhere-but-a-folder"), "--port", port])
+    assert code == 2 and f"--port must be between 1 and 65535, got {port}" in capsys.readouterr().err
+
+
+def test_serving_a_dataset_leaves_its_folder_as_it_was(server):
+    root = server["root"] / "data"
+    assert not list(root.rglob("cache-*.arrow")), "the demo wrote cache files into the dataset it serves"
+
+
+def test_a_public_address_warns(monkeypatch, capsys):
+    from workbench.demo import app as demo_app
+
+    launched = []
+
+    class FakeQueue:
+        def launch(self, **kwargs):
+            launched.append(kwargs)
+
+    class FakeApp:
+        def queue(self, **kwargs):
+            launched.append(kwargs)
+            return FakeQueue()
+
+    demo_app.launch(FakeApp(), host="0.0.0.0", port=7861, block=False)
+    assert "reachable on 0.0.0.0, from other machines" in capsys.readouterr().err
+    assert launched[0]["max_size"] == demo_app.QUEUE_SIZE and launched[1]["max_file_size"] == demo_app.MAX_UPLOAD
+    demo_app.launch(FakeApp(), host="127.0.0.1", port=7861, block=False)
+    assert "warning" not in capsys.readouterr().err

@@ -667,3 +667,23 @@ def test_truth_fields_carry_the_reference_traces():
            "dtr_target": "<detect></detect><think>1</think>"}
     fields = baselines.truth_fields(row)
     assert fields["reference_targets"] == {"lor": "<think>1</think>", "dtr": "<detect></detect><think>1</think>"}
+
+
+def test_eval_never_overwrites_without_being_asked(cli_eval, tmp_path, capsys):
+    before = (cli_eval / "metrics.json").read_bytes()
+    again = ["eval", "--rescore", str(cli_eval / "predictions.jsonl"), "--out", str(cli_eval)]
+    assert cli.main([*again, "--center-reward", "exp"]) == 2
+    assert "already holds an evaluation (pass --overwrite to replace it)" in capsys.readouterr().err
+    assert (cli_eval / "metrics.json").read_bytes() == before
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "predictions.jsonl").write_bytes((cli_eval / "predictions.jsonl").read_bytes())
+    assert cli.main(["eval", "--rescore", str(copy / "predictions.jsonl"), "--out", str(copy), "--overwrite"]) == 0
+    assert json.loads((copy / "metrics.json").read_text()) == json.loads(before)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.md").write_text("mine")
+    for flags in ([], ["--overwrite"]):
+        assert cli.main(["eval", "--rescore", str(copy / "predictions.jsonl"), "--out", str(mine), *flags]) == 2
+        assert "exists and is not an evaluation; refusing to write into it" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.md"]

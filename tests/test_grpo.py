@@ -87,6 +87,11 @@ def test_grpo_config_maps_trl_names_and_learning_rates(tmp_path):
         ({"keep_low": 0.9, "keep_high": 0.5}, "keep_low < keep_high"),
         ({"top_p": 0.0}, "top_p"),
         ({"not_a_field": 1}, "unknown GRPOSettings fields"),
+        ({"max_steps": -3}, "max_steps must be a positive number of steps or -1, got -3"),
+        ({"max_steps": 0}, "max_steps must be a positive number of steps or -1, got 0"),
+        ({"max_steps": -1}, "GRPO has no epochs here"),
+        ({"save_steps": 0}, "save_steps must be a whole number >= 1, got 0"),
+        ({"logging_steps": -2}, "logging_steps must be a whole number >= 1"),
     ],
 )
 def test_bad_settings_name_the_bad_value(overrides, message):

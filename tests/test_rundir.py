@@ -22,6 +22,7 @@ def ours(path):
         ({"mark.json": "{}"}, False, True, "run", "cleared"),
         ({"notes.txt": "mine"}, False, False, "run", "is not a SFT run; refusing"),
         ({"notes.txt": "mine"}, False, True, "run", "is not a SFT run; refusing"),  # never deletes what is not ours
+        ({"README.md": "mine"}, True, False, "run", "is not a SFT run; refusing"),  # nor resumes into it
     ],
 )
 def test_check_output_dir_rules(tmp_path, content, resume, overwrite, noun, expect):

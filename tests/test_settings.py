@@ -60,7 +60,7 @@ def test_set_overrides_are_typed_by_each_stage_field(cls):
             assert settings.parse_set(cls, [f"{f.name}=yes"]) == {f.name: True}
         elif isinstance(default, int):
             assert settings.parse_set(cls, [f"{f.name}=7"]) == {f.name: 7}
-            with pytest.raises(ValueError, match=rf"--set '{f.name}=seven': {f.name} is int"):
+            with pytest.raises(ValueError, match=rf"--set '{f.name}=seven': {f.name} must be a whole number, got 'seven'"):
                 settings.parse_set(cls, [f"{f.name}=seven"])
         elif isinstance(default, float):
             assert settings.parse_set(cls, [f"{f.name}=0.5"]) == {f.name: 0.5}

@@ -254,3 +254,9 @@ def test_cli_trains_and_reports_or_fails_clearly(smoke_data, tmp_path, capsys):
     assert "dataset folder" in capsys.readouterr().err
     assert main(["sft", "--data", str(smoke_data), "--out", str(out), "--max-steps", "1"]) == 2
     assert "--resume" in capsys.readouterr().err
+    mine = tmp_path / "u"  # a folder of the user's: --resume must not write a model card over it
+    mine.mkdir()
+    (mine / "README.md").write_text("mine")
+    assert main(["sft", "--data", str(smoke_data), "--out", str(mine), "--resume", "--max-steps", "1", "--no-eval"]) == 2
+    assert "is not a SFT run; refusing" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["README.md"] and (mine / "README.md").read_text() == "mine"

@@ -272,7 +272,8 @@ def run_evaluation(
     data_dir, models = prepare_run(run_dir, profile, seed, model, progress)
     overrides = {"baselines": E.BASELINES, "seed": seed, **overrides}
     settings = E.EvalSettings.from_profile(profile, **overrides)
-    return E.evaluate(models, data_dir, Path(run_dir) / rundir.EVAL, settings, progress=progress)
+    return E.evaluate(models, data_dir, Path(run_dir) / rundir.EVAL, settings, progress=progress,
+                      overwrite=True)  # a stage that runs again replaces its own output
 
 
 

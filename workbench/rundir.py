@@ -70,24 +70,32 @@ def check_output_dir(out: str | os.PathLike, what: str, is_ours: Callable[[Path]
     atomically once its new content is complete (the old one survives a failed build).
 
     - `out` is a file: refused.
-    - `out` is missing or empty, or `resume` is set: fine, nothing is touched.
+    - `out` is missing or empty: fine, nothing is touched.
     - `out` holds something that is not one of ours (`is_ours(out)` is False): refused, even with
-      `overwrite` (we never delete what we did not write).
+      `resume` or `overwrite` (we never write into or delete what we did not write).
+    - `out` holds one of ours and `resume` is set: fine, nothing is touched.
     - `out` holds one of ours: replaced with `overwrite`, else refused with the flags that help.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{what} output {str(out)!r} exists and is not a folder")
-    if resume or not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or not any(out.iterdir()):
         return
-    if not is_ours(out):
-        raise FileExistsError(f"output folder {str(out)!r} exists and is not a {what}; refusing to write into it")
+    if not is_ours(out):  # also with `resume`: a folder of someone else's files is never written into
+        raise FileExistsError(f"output folder {str(out)!r} exists and is not {_a(what)}; refusing to write into it")
+    if resume:
+        return
     if overwrite:
         if clear:
             shutil.rmtree(out)
         return
     hint = "pass --resume to continue it or --overwrite to start over" if noun == "run" else "pass --overwrite to replace it"
-    raise FileExistsError(f"output folder {str(out)!r} already holds a {noun} ({hint})")
+    raise FileExistsError(f"output folder {str(out)!r} already holds {_a(noun)} ({hint})")
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def looks_like_training_run(out: Path, marks: tuple[str, ...]) -> bool:

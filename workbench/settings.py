@@ -140,6 +140,26 @@ def parse_set(cls: type, pairs: Sequence[str]) -> dict[str, Any]:
             else:
                 out[name] = text
         except ValueError as err:
-            what = str(err) if str(err).startswith("a ") else f"{kind.split(' ')[0]}"
-            raise ValueError(f"--set {pair!r}: {name} is {what}") from None
+            names = {"int": "a whole number", "float": "a number"}
+            what = str(err) if str(err).startswith("a ") else names.get(kind.split(" ")[0], kind.split(" ")[0])
+            raise ValueError(f"--set {pair!r}: {name} must be {what}, got {text!r}") from None
     return out
+
+
+def check_steps(settings: Any, counts: Sequence[str] = ()) -> None:
+    """The step fields every trainer's settings share, checked in one place: each of `counts`
+    (batch sizes, logging and save intervals) at least 1, `max_steps` a positive number of steps
+    (or -1 where the settings allow epochs). ValueError names the field and the value.
+
+    >>> from types import SimpleNamespace
+    >>> check_steps(SimpleNamespace(max_steps=0, save_steps=5), ["save_steps"])
+    Traceback (most recent call last):
+    ValueError: max_steps must be a positive number of steps or -1, got 0
+    """
+    for name in counts:
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    steps = getattr(settings, "max_steps", -1)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps == 0 or steps < -1:
+        raise ValueError(f"max_steps must be a positive number of steps or -1, got {steps!r}")

@@ -38,23 +38,32 @@ def load_image(image: Any) -> Image.Image:
     if isinstance(image, (str, os.PathLike)):
         if not os.path.isfile(image):
             raise FileNotFoundError(f"image file {str(image)!r} does not exist")
+        name = os.path.basename(str(image))
         try:
             with Image.open(image) as f:
+                _check_size(f.size, repr(name))  # before decoding: the header says how large it is
                 f.load()
                 image = f.copy()
+        except Image.DecompressionBombError:
+            raise ValueError(f"{name!r} is too large to open; the largest side may be {MAX_SIDE} px") from None
         except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{os.path.basename(str(image))!r} is not an image file PIL can read ({err})") from None
+            raise ValueError(f"{name!r} is not an image file PIL can read ({err})") from None
     elif isinstance(image, np.ndarray):
         if image.ndim not in (2, 3):
             raise ValueError(f"image array must be (H, W) or (H, W, 3), got shape {image.shape}")
         image = Image.fromarray(np.asarray(image, dtype=np.uint8))
     if not isinstance(image, Image.Image):
         raise ValueError(f"unsupported image value of type {type(image).__name__}")
-    if max(image.size) > MAX_SIDE:
-        raise ValueError(f"image is {image.width}x{image.height} px; the largest side may be {MAX_SIDE} px")
-    if min(image.size) < 8:
-        raise ValueError(f"image is {image.width}x{image.height} px; too small to read")
+    _check_size(image.size, "image")
     return image.convert("RGB")
+
+
+def _check_size(size: tuple[int, int], name: str) -> None:
+    w, h = size
+    if max(size) > MAX_SIDE:
+        raise ValueError(f"{name} is {w}x{h} px; the largest side may be {MAX_SIDE} px")
+    if min(size) < 8:
+        raise ValueError(f"{name} is {w}x{h} px; too small to read")
 
 
 def load_depth(depth: Any, size: tuple[int, int]) -> np.ndarray:

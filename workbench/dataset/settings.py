@@ -11,6 +11,10 @@ import numpy as np
 from workbench.settings import as_names, check_profile, from_preset
 
 
+MAX_IMAGE_SIZE = 1024
+"""Largest rendered side: a 1024 px view already takes ~40 MB of depth and image per row."""
+
+
 @dataclass
 class DataSettings:
     """Settings of one dataset build (`workbench data`)."""
@@ -98,8 +102,10 @@ class DataSettings:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if self.num_scenes < 4:
             raise ValueError(f"num_scenes must be at least 4 (one scene per split), got {self.num_scenes}")
-        if self.image_size < 32:
-            raise ValueError(f"image_size must be at least 32 pixels, got {self.image_size}")
+        if not 32 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be between 32 and {MAX_IMAGE_SIZE} pixels, got {self.image_size}")
+        if self.questions_per_scene < 1:
+            raise ValueError(f"questions_per_scene must be at least 1 (a split needs questions), got {self.questions_per_scene}")
         if not 2 <= self.min_objects <= self.max_objects <= 8:
             raise ValueError(
                 f"need 2 <= min_objects <= max_objects <= 8, got {self.min_objects}, {self.max_objects}"

@@ -14,6 +14,7 @@ two clicks a box. Any bad input becomes a message in the UI; the app keeps servi
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import gradio as gr
@@ -132,11 +133,29 @@ def build_app(engine: DemoEngine) -> gr.Blocks:
     return app
 
 
+QUEUE_SIZE = 64
+"""Visitors that may wait at once; the next one is told the demo is busy instead of waiting forever."""
+MAX_UPLOAD = "20mb"
+"""Largest upload Gradio accepts (an image or a depth map)."""
+
+
+def check_port(port: int) -> None:
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"--port must be between 1 and 65535, got {port}")
+
+
 def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
-    """Serve with queueing on (concurrent visitors wait their turn instead of crashing the model)
-    and errors shown, so a file Gradio itself cannot read as an image still gets its message."""
-    app.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, share=share, show_error=True, prevent_thread_lock=not block, quiet=not block
+    """Serve with a bounded queue (concurrent visitors wait their turn instead of crashing the
+    model), a bounded upload size, and errors shown, so a file Gradio itself cannot read as an
+    image still gets its message. A warning goes to stderr when the demo is reachable from other
+    machines (a public address or a share link): anyone there can run the model."""
+    check_port(port)
+    if share or host not in ("127.0.0.1", "localhost", "::1"):
+        where = "through a public share link" if share else f"on {host}, from other machines"
+        print(f"warning: the demo is reachable {where}; anyone who can reach it can run the model", file=sys.stderr)
+    app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE).launch(
+        server_name=host, server_port=port, share=share, show_error=True, prevent_thread_lock=not block,
+        quiet=not block, max_file_size=MAX_UPLOAD,
     )
     return app
 
@@ -156,6 +175,7 @@ def add_arguments(parser) -> None:
 
 
 def cli(args) -> int:
+    check_port(args.port)  # before paying for the model load
     if not Path(args.model).exists() and "/" not in args.model:
         raise FileNotFoundError(f"model {args.model!r} is neither a folder nor a hub name")
     engine = DemoEngine(args.model, args.data, max_new_tokens=args.max_new_tokens, depth_model=args.depth_model)

@@ -82,7 +82,8 @@ class DemoEngine:
         if data_dir:
             from workbench.dataset import load_dataset_dir
 
-            self.dataset = {s: ds.filter(lambda t: t in QA_TASKS, input_columns="task") for s, ds in load_dataset_dir(data_dir).items()}
+            # in memory: a cache file would change the folder the demo serves
+            self.dataset = {s: ds.filter(lambda t: t in QA_TASKS, input_columns="task", keep_in_memory=True) for s, ds in load_dataset_dir(data_dir).items()}
             first = next((ds for ds in self.dataset.values() if len(ds)), None)
             if first is not None:
                 self.image_size = max(first[0]["image"].size)

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench import io, schema
+from workbench import io, rundir, schema
 from workbench.eval import baselines, metrics
 from workbench.settings import PROFILES, add_set_argument, as_names, check_profile, from_preset, parse_set
 from workbench.tasks import rewards
@@ -361,14 +361,19 @@ def evaluate(
     out: str | Path | None = None,
     settings: EvalSettings | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> EvalResult:
     """Evaluate `models` (checkpoint folders, `LABEL=DIR` strings, or {label: folder or
     (model, processor)}) and the chosen baselines on `data` (a dataset folder or DatasetDict).
 
     Writes `metrics.json`, `predictions.jsonl` and `eval_settings.json` into `out` (atomically,
-    each) when given. The metrics are `metrics.rescore(predictions)`.
+    each) when given. The metrics are `metrics.rescore(predictions)`. An `out` that already holds
+    an evaluation is replaced only with `overwrite`; one holding anything else is refused (both
+    checked before any model is loaded).
     """
     from workbench.dataset import build as data_mod
+    if out is not None:
+        check_eval_dir(out, overwrite)
     settings = settings or EvalSettings()
     specs = _model_specs(models) if models else []
     if not specs and not settings.baselines:
@@ -440,14 +445,21 @@ def evaluate(
     return EvalResult(metrics=table, predictions=scored, seconds=seconds)
 
 
+def check_eval_dir(out: str | Path, overwrite: bool = False) -> None:
+    """Refuse an evaluation output folder that holds an evaluation (unless `overwrite`) or anything
+    else (always); FileExistsError names the folder and the flag that helps."""
+    def is_ours(folder: Path) -> bool:
+        return any((folder / name).exists() for name in (metrics.METRICS_FILE, metrics.PREDICTIONS_FILE, SETTINGS_FILE))
+
+    rundir.check_output_dir(out, "evaluation", is_ours, overwrite=overwrite, noun="evaluation", clear=False)
+
+
 def _load(spec: Any, settings: EvalSettings):
     if isinstance(spec, tuple):
         return spec
     from workbench import model as M
     return M.load(spec, device=_device(settings))
 
-
-# ----------------------------------------------------------------------------- run folders (notebooks 04, 05)
 
 # ----------------------------------------------------------------------------- CLI
 
@@ -463,6 +475,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--data", default=None, help="dataset folder (`workbench data`); required unless --rescore")
     add("--out", required=True, help="output folder for metrics.json and predictions.jsonl")
+    add("--overwrite", action="store_true", help="replace the evaluation already in --out")
     add("--profile", default="default", choices=PROFILES, help="preset of EvalSettings")
     add("--splits", default=None, help="comma-separated splits (profile default)")
     add("--paths", default=None, help="comma-separated paths among lor,dtr,auto (default all)")
@@ -494,6 +507,7 @@ def cli(args: argparse.Namespace) -> int:
     overrides = parse_set(EvalSettings, args.set) | {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     settings = EvalSettings.from_profile(args.profile, **overrides)
     out = Path(args.out)
+    check_eval_dir(out, args.overwrite)
     if args.rescore:
         scored = metrics.score_predictions(metrics.read_predictions(args.rescore), settings)
         table = metrics.rescore(scored, settings)
@@ -504,7 +518,7 @@ def cli(args: argparse.Namespace) -> int:
             raise ValueError(
                 "--data DIR is required (or --rescore PREDICTIONS to re-score saved predictions)"
             )
-        result = evaluate(args.model, args.data, out, settings, progress=not args.no_progress)
+        result = evaluate(args.model, args.data, out, settings, progress=not args.no_progress, overwrite=args.overwrite)
         table, n = result.metrics, len(result.predictions)
     print(metrics.format_table(table))
     print(

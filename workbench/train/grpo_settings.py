@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.schema import PATHS
-from workbench.settings import from_preset
+from workbench.settings import check_steps, from_preset
 from workbench.tasks import rewards as rewards_mod
 
 PATH_MODES = ("joint", *PATHS)
@@ -166,6 +166,10 @@ class GRPOSettings:
         return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
+        check_steps(self, ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps",
+                           "save_steps", "num_generations"))
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be a positive number of steps (GRPO has no epochs here), got {self.max_steps}")
         if self.paths not in PATH_MODES:
             raise ValueError(f"paths must be one of {PATH_MODES}, got {self.paths!r}")
         if self.num_generations < 2:

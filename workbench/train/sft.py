@@ -51,6 +51,7 @@ from workbench.settings import (
     PROFILES,
     add_set_argument,
     check_profile,
+    check_steps,
     from_preset,
     parse_set,
     trainer_bf16,
@@ -218,11 +219,7 @@ class SFTSettings:
         from workbench.model.settings import DEPTH_MODES
         if self.depth_embedding not in ("", *DEPTH_MODES):
             raise ValueError(f"unknown depth_embedding {self.depth_embedding!r}; choose one of {DEPTH_MODES} or ''")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps must be a positive number of steps or -1, got {self.max_steps!r}")
+        check_steps(self, ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"))
         if self.copy_warmup_steps < 0 or self.copy_warmup_batch_size < 1:
             raise ValueError("copy_warmup_steps must be >= 0 and copy_warmup_batch_size >= 1, got "
                              f"{self.copy_warmup_steps!r} and {self.copy_warmup_batch_size!r}")
