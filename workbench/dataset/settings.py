@@ -10,7 +10,6 @@ import numpy as np
 
 from workbench.settings import as_names, check_profile, from_preset
 
-
 MAX_IMAGE_SIZE = 1024
 """Largest rendered side: a 1024 px view already takes ~40 MB of depth and image per row."""
 
