@@ -17,6 +17,7 @@ import torch
 from trl.trainer.utils import split_pixel_values_by_grid
 
 from workbench import model as model_mod
+from workbench import rundir
 from workbench.cli import main
 from workbench.io import read_jsonl
 from workbench.settings import parse_set
@@ -456,3 +457,39 @@ def test_two_cpu_processes_train_together_over_gloo(sft_dir, smoke_data, tmp_pat
     assert all(h["dynamic_sampling/tries"] == 2 for h in steps), "both processes refill in lockstep"
     assert model_mod.load(out)[0] is not None
     assert proc.stdout.count("GRPO done at step 2") == 1, "only the main process reports"
+
+
+@pytest.mark.slow
+def test_resumed_logs_hold_each_step_once(sft_dir, smoke_data, tmp_path):
+    """Checkpoints every 2 steps; a kill in step 4 after step 3 logged its samples. The resumed run
+    trains step 3 again from checkpoint-2, and samples.jsonl must not hold step 3 twice."""
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 4:
+                raise KeyboardInterrupt("killed in step 4")
+
+    out = tmp_path / "grpo"
+    settings = GRPOSettings.from_profile("smoke", **{**FAST, "save_steps": 2, "max_steps": 4})
+    with pytest.raises(KeyboardInterrupt):
+        grpo.train_grpo(sft_dir, smoke_data, out, settings, callbacks=[Kill()])
+    assert rundir.last_checkpoint(out).name == "checkpoint-2"
+    assert {r["step"] for r in read_jsonl(out / "samples.jsonl")} == {1, 2, 3}
+    grpo.train_grpo(sft_dir, smoke_data, out, settings, resume=True)
+    steps = [r["step"] for r in read_jsonl(out / "samples.jsonl")]
+    per_step = steps.count(1)
+    assert per_step and steps == [1] * per_step + [2] * per_step + [3] * per_step + [4] * per_step
+
+
+def test_truncate_jsonl_keeps_the_steps_up_to_the_checkpoint(tmp_path):
+    from workbench import io
+
+    log = tmp_path / "alarms.jsonl"
+    io.append_jsonl(log, [{"step": s, "kind": "x"} for s in (1, 2, 3, 3, 4)])
+    with open(log, "a") as f:
+        f.write('{"step": 5, "kin')  # a line cut by a kill
+    io.truncate_jsonl(log, 3)
+    assert [r["step"] for r in read_jsonl(log)] == [1, 2, 3, 3] and log.read_text().endswith("}\n")
+    io.truncate_jsonl(log, None)  # a fresh start
+    assert not log.exists()

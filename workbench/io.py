@@ -66,6 +66,21 @@ def append_jsonl(path: Path, rows: Sequence[dict], **extra: Any) -> None:
         f.flush()
 
 
+def truncate_jsonl(path: str | os.PathLike, last_step: int | None) -> None:
+    """Make a growing log agree with a resumed run: keep only the rows whose `step` is at most
+    `last_step` (the checkpoint resumed from); None (a fresh start) removes the log. Atomic."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if last_step is None:
+        path.unlink()
+        return
+    rows = read_jsonl(path)
+    kept = [r for r in rows if not isinstance(r.get("step"), int) or r["step"] <= last_step]
+    if len(kept) != len(rows) or path.read_text(encoding="utf-8").count("\n") != len(rows):
+        write_jsonl(path, kept)
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Rows of a jsonl log (samples.jsonl, alarms.jsonl); [] if it does not exist; a cut last line is skipped."""
     path = Path(path)

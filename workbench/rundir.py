@@ -19,6 +19,7 @@ unless told to resume it or overwrite it (`check_output_dir`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -42,6 +43,15 @@ def model_dirs(run_dir: str | os.PathLike) -> dict[str, Path]:
 def is_finished_model(folder: str | os.PathLike) -> bool:
     """Whether `folder` holds a finished model (its `config.json`, which `save_model` writes last)."""
     return (Path(folder) / "config.json").is_file()
+
+
+def checkpoint_step(checkpoint: str | os.PathLike) -> int:
+    """The optimizer step a `checkpoint-N` folder was saved at (its trainer state's `global_step`)."""
+    state = Path(checkpoint) / "trainer_state.json"
+    try:
+        return int(json.loads(state.read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError):
+        return int(Path(checkpoint).name.rsplit("-", 1)[-1])
 
 
 def last_checkpoint(out_dir: str | os.PathLike) -> Path | None:

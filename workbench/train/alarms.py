@@ -23,6 +23,9 @@ from transformers import TrainerCallback
 from workbench import io
 from workbench.train.grpo_settings import GRPOSettings
 
+ALARMS_LOG = "alarms.jsonl"
+"""The alarms of a run, one JSON object per line, in its output folder."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -170,7 +173,7 @@ class AlarmCallback(TrainerCallback):
         for alarm in raised:
             logger.warning("GRPO alarm at step %s [%s]: %s", step, alarm["kind"], alarm["message"])
             if self.output_dir is not None:
-                io.append_jsonl(Path(self.output_dir) / "alarms.jsonl", [alarm])
+                io.append_jsonl(Path(self.output_dir) / ALARMS_LOG, [alarm])
         self.alarms += raised
         return raised
 

@@ -30,6 +30,9 @@ from workbench import compat, io
 from workbench.tasks import rewards as rewards_mod
 from workbench.train.grpo_settings import GRPOSettings
 
+SAMPLES_LOG = "samples.jsonl"
+"""Completions logged during GRPO, one JSON object per line, in the run's output folder."""
+
 logger = logging.getLogger(__name__)
 compat.require_hooks(GRPOTrainer)  # the hooks DynamicSamplingGRPOTrainer overrides
 
@@ -348,6 +351,6 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         super().log(logs, start_time)
         if self._samples and self.model.training and self.accelerator.is_main_process:
             io.append_jsonl(
-                Path(self.args.output_dir) / "samples.jsonl", self._samples, step=self.state.global_step
+                Path(self.args.output_dir) / SAMPLES_LOG, self._samples, step=self.state.global_step
             )
             self._samples = []

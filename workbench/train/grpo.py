@@ -51,8 +51,8 @@ from workbench.schema import PATHS, QA_TASKS
 from workbench.settings import PROFILES, add_set_argument, parse_set, trainer_bf16, trainer_report_to
 from workbench.tasks import prompts
 from workbench.tasks import rewards as rewards_mod
-from workbench.train.alarms import AlarmCallback
-from workbench.train.dynamic_sampling import DynamicSamplingGRPOTrainer
+from workbench.train.alarms import ALARMS_LOG, AlarmCallback
+from workbench.train.dynamic_sampling import SAMPLES_LOG, DynamicSamplingGRPOTrainer
 from workbench.train.grpo_settings import PATH_MODES, GRPOSettings
 
 logger = logging.getLogger(__name__)
@@ -221,6 +221,12 @@ def train_grpo(
         raise FileExistsError(
             f"{str(out)!r} already holds {Path(last).name}; pass --resume to continue it or --overwrite to start over"
         )
+
+    # the growing logs follow the checkpoint: rows of steps after it (or of a run that never
+    # checkpointed) would appear twice once the steps are trained again
+    resumed_step = rundir.checkpoint_step(last) if resume else None
+    for log in (SAMPLES_LOG, ALARMS_LOG):
+        io.truncate_jsonl(out / log, resumed_step)
 
     # "auto" keeps a pretrained VLM in its stored precision (bf16) on a GPU; CPUs train in float32
     model, processor = model_mod.load(model_dir, dtype="auto" if torch.cuda.is_available() else "float32")
