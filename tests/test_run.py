@@ -97,6 +97,36 @@ def test_failed_cell_names_stage_notebook_and_error_then_resume(tmp_path, monkey
 
 
 @pytest.mark.slow
+def test_a_run_folder_is_never_reused_with_other_settings(tmp_path, monkeypatch):
+    """The second run of `run --out R` with another seed (or profile, or a changed parameter of a
+    stage it would reuse) stops and says what differs, instead of training on the first run's data."""
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    for name in ("a", "b"):
+        _notebook(nb_dir / f"{name}.ipynb", 'profile = "smoke"\nrun_dir = ""\nseed = 0\nmodel = ""\nsize = 1', "print('ok')")
+    monkeypatch.setattr(run_mod, "NOTEBOOK_DIR", nb_dir)
+    monkeypatch.setattr(run_mod, "STAGES", (("data", "a.ipynb"), ("sft", "b.ipynb")))
+    monkeypatch.setattr(run_mod, "STAGE_NAMES", ("data", "sft"))
+    out = str(tmp_path / "run")
+    run_mod.run(RunSettings(out=out), progress=False)
+    run_mod.run(RunSettings(out=out), progress=False)  # the same settings again: fine
+    with pytest.raises(FileExistsError, match=r"other settings \(seed: 0 -> 1\).*--overwrite"):
+        run_mod.run(RunSettings(out=out, seed=1), progress=False)
+    with pytest.raises(FileExistsError, match=r"profile: 'smoke' -> 'default'"):
+        run_mod.run(RunSettings(out=out, profile="default", from_stage="sft"), progress=False)
+    data_size = {"stages": {"data": {"size": 2}}}
+    with pytest.raises(FileExistsError, match=r"data parameter size: None -> 2"):
+        run_mod.run(RunSettings(out=out, params=data_size, from_stage="sft"), progress=False)
+    # a stage run again may change its own parameters
+    run_mod.run(RunSettings(out=out, params={"stages": {"sft": {"size": 3}}}, from_stage="sft"), progress=False)
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["seed"] == 0
+    with pytest.raises(ValueError, match="does not go with --from"):
+        run_mod.run(RunSettings(out=out, seed=1, overwrite=True, from_stage="sft"), progress=False)
+    manifest = run_mod.run(RunSettings(out=out, seed=1, overwrite=True), progress=False)
+    assert manifest["seed"] == 1 and manifest["stages"]["data"]["parameters"]["seed"] == 1
+
+
+@pytest.mark.slow
 def test_smoke_run_writes_manifest_metrics_and_report(smoke_run):
     out, manifest = smoke_run
     assert all(s["status"] == "done" for s in manifest["stages"].values())

@@ -63,6 +63,8 @@ class RunSettings:
     """Resume at this stage; earlier stages must be marked done in the manifest."""
     kernel_name: str = "python3"
     """Jupyter kernel the notebooks run on."""
+    overwrite: bool = False
+    """Replace a run already in `out` (all its stages) instead of refusing."""
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -99,8 +101,20 @@ def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
 
     out = Path(settings.out).resolve()
     manifest_path = out / rundir.MANIFEST
+    if settings.overwrite and settings.from_stage:
+        raise ValueError("--overwrite starts the run over; it does not go with --from")
+    if settings.overwrite and manifest_path.exists():
+        shutil.rmtree(out)  # a run folder: ours to replace (a foreign folder is refused below)
     manifest = _load_manifest(manifest_path) if settings.from_stage else {}
     start = STAGE_NAMES.index(settings.from_stage) if settings.from_stage else 0
+    if not settings.from_stage and manifest_path.exists():
+        manifest = _load_manifest(manifest_path)
+    differences = settings_differences(manifest, settings, start) if manifest else []
+    if differences:
+        raise FileExistsError(
+            f"{out} holds a run made with other settings ({'; '.join(differences)}); its stages would mix "
+            "the two. Pass --overwrite to start it over, give a new --out, or repeat its settings"
+            + (" (with --from STAGE to redo a stage)" if not settings.from_stage else ""))
     for name in STAGE_NAMES[:start]:
         status = manifest.get("stages", {}).get(name, {}).get("status")
         if status != "done":
@@ -169,6 +183,26 @@ def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
     io.write_json(manifest_path, manifest)
     write_report(out, manifest)
     return manifest
+
+
+def settings_differences(manifest: dict[str, Any], settings: RunSettings, start: int = 0) -> list[str]:
+    """What differs between the run recorded in `manifest` and `settings`, as "field: old -> new"
+    texts: the profile, the seed, the model, and the parameters of the stages whose outputs the run
+    would reuse (those before stage `start`; a stage run again may change its own). [] = none."""
+    old = manifest.get("settings") or {}
+    if not old:
+        return []
+    out = [f"{name}: {old.get(name)!r} -> {getattr(settings, name)!r}"
+           for name in ("profile", "seed", "model") if old.get(name) != getattr(settings, name)]
+    before = RunSettings(profile=old.get("profile", "smoke"), seed=old.get("seed", 0), model=old.get("model", ""),
+                         params=old.get("params") or {})
+    reused = STAGE_NAMES[:start] if start else STAGE_NAMES
+    for stage in reused:
+        a, b = stage_parameters(before, stage), stage_parameters(settings, stage)
+        for key in sorted((set(a) | set(b)) - {"profile", "seed", "model", "run_dir"}):
+            if a.get(key) != b.get(key):
+                out.append(f"{stage} parameter {key}: {a.get(key)!r} -> {b.get(key)!r}")
+    return out
 
 
 def data_fingerprint(data_dir: Path) -> str | None:
@@ -285,6 +319,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--from", dest="from_stage", default=None, choices=STAGE_NAMES, help="resume at this stage")
     parser.add_argument("--model", default="", help="pretrained VLM name or path (default: the built-in tiny model)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
 
 
 def cli(args) -> int:
@@ -295,6 +330,7 @@ def cli(args) -> int:
         model=args.model,
         params=_read_params_file(args.params),
         from_stage=args.from_stage,
+        overwrite=args.overwrite,
     )
     try:
         manifest = run(settings)
