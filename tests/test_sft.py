@@ -260,3 +260,27 @@ def test_cli_trains_and_reports_or_fails_clearly(smoke_data, tmp_path, capsys):
     assert main(["sft", "--data", str(smoke_data), "--out", str(mine), "--resume", "--max-steps", "1", "--no-eval"]) == 2
     assert "is not a SFT run; refusing" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["README.md"] and (mine / "README.md").read_text() == "mine"
+
+
+def test_auto_resume_continues_an_interrupted_run_of_the_same_settings_only(smoke_data, tmp_path):
+    """What a notebook stage run again does (`workbench run --from sft`): continue the killed run,
+    but start over when the settings changed or the run had finished."""
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt("killed after checkpoint-2")
+
+    settings = fast(max_steps=3, save_steps=1, save_total_limit=3)
+    out = tmp_path / "sft"
+    with pytest.raises(KeyboardInterrupt):
+        sft.train_sft(smoke_data, out, settings, callbacks=[Kill()])
+    resumed = sft.train_sft(smoke_data, out, settings, resume="auto")
+    assert sft.read_summary(out)["resumed_from"].endswith("checkpoint-2") and resumed.global_step == 3
+    again = sft.train_sft(smoke_data, out, settings, resume="auto")  # finished: start over
+    assert sft.read_summary(out)["resumed_from"] is None and again.global_step == 3
+    with pytest.raises(KeyboardInterrupt):
+        sft.train_sft(smoke_data, out, settings, callbacks=[Kill()], overwrite=True)
+    changed = sft.train_sft(smoke_data, out, fast(max_steps=3, save_steps=1, seed=5), resume="auto")
+    assert sft.read_summary(out)["resumed_from"] is None and changed.global_step == 3

@@ -45,6 +45,21 @@ def is_finished_model(folder: str | os.PathLike) -> bool:
     return (Path(folder) / "config.json").is_file()
 
 
+def resumable(out_dir: str | os.PathLike, settings_file: str, expected: dict) -> bool:
+    """Whether `out_dir` holds an interrupted training run of the same settings: a finished
+    `checkpoint-*`, no final model (`config.json`), and a `settings_file` whose values agree with
+    `expected` (compared as JSON, on `expected`'s keys)."""
+    out = Path(out_dir)
+    if last_checkpoint(out) is None or (out / "config.json").exists():
+        return False
+    try:
+        saved = json.loads((out / settings_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    wanted = json.loads(json.dumps(expected, default=str))
+    return all(saved.get(k) == v for k, v in wanted.items())
+
+
 def checkpoint_step(checkpoint: str | os.PathLike) -> int:
     """The optimizer step a `checkpoint-N` folder was saved at (its trainer state's `global_step`)."""
     state = Path(checkpoint) / "trainer_state.json"

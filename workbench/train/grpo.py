@@ -57,6 +57,9 @@ from workbench.train.grpo_settings import PATH_MODES, GRPOSettings
 
 logger = logging.getLogger(__name__)
 
+SETTINGS_FILE = "grpo_settings.json"
+"""The settings, model and data of a run (what `resume="auto"` compares)."""
+
 PROMPT_COLUMNS = ("id", "task", "category", "question", "image", "answer", "answer_type", "centers", "path")
 """Dataset columns kept for GRPO (plus `prompt`): what the reward functions and the samples log read."""
 
@@ -196,7 +199,7 @@ def train_grpo(
     out_dir: str | os.PathLike,
     settings: GRPOSettings | None = None,
     callbacks: Sequence[Any] = (),
-    resume: bool = False,
+    resume: bool | str = False,
     reward_funcs: tuple[list[Callable], list[float]] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
@@ -204,7 +207,9 @@ def train_grpo(
     prompts of `data_dir`; write checkpoints and the final model into `out_dir`.
 
     `resume=True` continues from the last `checkpoint-*` in `out_dir`; `overwrite=True` deletes an
-    earlier GRPO run there and starts over (a folder that is not a GRPO run is never deleted).
+    earlier GRPO run there and starts over (a folder that is not a GRPO run is never deleted);
+    `resume="auto"` (a notebook stage run again) continues an interrupted run of the same settings,
+    model and data, and otherwise starts over.
     `reward_funcs` replaces the
     SPEC rewards with (functions, weights), e.g. for research variants or tests. `callbacks` are
     extra `TrainerCallback`s (e.g. `workbench.widgets.dashboard.TrainingDashboard().callback()`). Returns
@@ -212,7 +217,10 @@ def train_grpo(
     """
     settings = settings or GRPOSettings()
     out = Path(out_dir)
-    rundir.check_output_dir(out, "GRPO run", lambda o: rundir.looks_like_training_run(o, ("grpo_settings.json",)),
+    if resume == "auto":
+        resume = rundir.resumable(out, SETTINGS_FILE, {**asdict(settings), "model": str(model_dir), "data": str(data_dir)})
+        overwrite = overwrite or not resume
+    rundir.check_output_dir(out, "GRPO run", lambda o: rundir.looks_like_training_run(o, (SETTINGS_FILE,)),
                             resume=resume, overwrite=overwrite)
     last = rundir.last_checkpoint(out)  # only a checkpoint whose save finished (it holds trainer_state.json)
     if resume and last is None:
@@ -265,7 +273,7 @@ def train_grpo(
             "data": str(data_dir),
             "num_processes": trainer.accelerator.num_processes,
         }
-        io.write_json(out / "grpo_settings.json", {**asdict(settings), **run})
+        io.write_json(out / SETTINGS_FILE, {**asdict(settings), **run})
     result = trainer.train(resume_from_checkpoint=str(last) if resume else None)
     save_final(trainer, processor, out)
     history = trainer.state.log_history

@@ -68,7 +68,10 @@ SUMMARY = "sft_summary.json"
 COPY_WARMUP_STEPS = 2500
 """Copy warm-up of the default and gpu profiles: 5-9 minutes on 2 CPU cores (issue #3)."""
 
-SFT_MARKS = (SUMMARY, "trainer_state.json", "config.json", "runs")
+SETTINGS_FILE = "sft_settings.json"
+"""Written first: the settings, model and data of the run (what `resume="auto"` compares)."""
+
+SFT_MARKS = (SUMMARY, SETTINGS_FILE, "trainer_state.json", "config.json", "runs")
 """Files and folders that make a folder an SFT run (runs/: tensorboard logs of a run killed early)."""
 
 
@@ -379,7 +382,7 @@ def train_sft(
     out_dir: str | os.PathLike,
     settings: SFTSettings | None = None,
     model_name_or_path: str = "",
-    resume: bool = False,
+    resume: bool | str = False,
     callbacks: Sequence[Any] = (),
     overwrite: bool = False,
     initial: tuple[Any, Any] | None = None,
@@ -388,7 +391,9 @@ def train_sft(
 
     model_name_or_path: "" = a fresh built-in tiny model (tokenizer trained on the data), else a
     pretrained VLM name/path (LoRA, merged at the end) or a saved workbench model (fully trained).
-    resume: continue from the last `checkpoint-*` in `out_dir` (a fresh start if there is none).
+    resume: continue from the last `checkpoint-*` in `out_dir` (a fresh start if there is none);
+    "auto" (a notebook stage run again): continue an interrupted run of the same settings, model
+    and data, else start over, replacing a run in `out_dir`.
     overwrite: replace a finished or interrupted run in `out_dir` instead of refusing.
     callbacks: extra `transformers.TrainerCallback`s (e.g. a live loss plot).
     initial: an already built (model, processor) to train, e.g. from `build_model` (notebook 02);
@@ -400,9 +405,15 @@ def train_sft(
     start = time.perf_counter()
     settings = settings or SFTSettings()
     out = Path(out_dir)
+    run_info = {**asdict(settings), "model": model_name_or_path, "data": str(Path(data_dir).resolve())}
+    if resume == "auto":
+        resume = rundir.resumable(out, SETTINGS_FILE, run_info)
+        overwrite = overwrite or not resume
     rundir.check_output_dir(out, "SFT run", lambda o: rundir.looks_like_training_run(o, SFT_MARKS),
                             resume=resume, overwrite=overwrite)
     dd = load_splits(data_dir)
+    if not resume or not (out / SETTINGS_FILE).exists():
+        io.write_json(out / SETTINGS_FILE, run_info)
     checkpoint = rundir.last_checkpoint(out) if resume else None
 
     if checkpoint is not None and not model_name_or_path:
