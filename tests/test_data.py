@@ -337,3 +337,18 @@ def test_png_images_decode(rows):
     raw = dd["train"].cast_column("image", dd["train"].features["image"].__class__(decode=False))[0]["image"]
     assert Image.open(io.BytesIO(raw["bytes"])).format == "PNG"
     assert json.loads(dd["train"][0]["centers"]) is not None
+
+
+@pytest.mark.parametrize("damage, named", [("dataset_dict.json", "dataset_dict.json"), ("arrow", "val/data-")])
+def test_a_damaged_dataset_folder_names_the_file(smoke_data, tmp_path, damage, named):
+    import shutil
+
+    broken = tmp_path / "d"
+    shutil.copytree(smoke_data, broken)
+    if damage == "arrow":
+        target = sorted((broken / "val").glob("*.arrow"))[0]
+        target.write_bytes(target.read_bytes()[:1000])  # cut by a full disk or a kill
+    else:
+        (broken / damage).write_text("{broken")
+    with pytest.raises(ValueError, match=rf"dataset folder '{broken}': {named}.* is damaged; rebuild it"):
+        data.load_dataset_dir(broken)

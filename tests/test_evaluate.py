@@ -687,3 +687,10 @@ def test_eval_never_overwrites_without_being_asked(cli_eval, tmp_path, capsys):
         assert cli.main(["eval", "--rescore", str(copy / "predictions.jsonl"), "--out", str(mine), *flags]) == 2
         assert "exists and is not an evaluation; refusing to write into it" in capsys.readouterr().err
     assert sorted(p.name for p in mine.iterdir()) == ["notes.md"]
+
+
+def test_rescoring_a_file_that_is_not_predictions_names_it(tmp_path, capsys):
+    bad = tmp_path / "notes.txt"
+    bad.write_text('{"model": "a"}\nnot json\n')
+    assert cli.main(["eval", "--rescore", str(bad), "--out", str(tmp_path / "e")]) == 2
+    assert f"{bad} line 2 is not a JSON prediction row" in capsys.readouterr().err

@@ -49,3 +49,23 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_leftovers_of_a_killed_build_are_removed_by_the_next_one(tmp_path):
+    import os
+
+    from workbench import io
+
+    dead = tmp_path / ".data.tmp-999999999-abc"  # no such process
+    (dead / "train").mkdir(parents=True)
+    unnamed = tmp_path / ".data.cache-x1y2"  # an older build's name without a process id
+    unnamed.mkdir()
+    alive = tmp_path / f".data.tmp-{os.getpid()}-live"  # a build still running
+    alive.mkdir()
+    other = tmp_path / ".other.tmp-999999999-abc"  # another folder's: not ours to touch
+    other.mkdir()
+    with io.atomic_dir(tmp_path / "data") as tmp:
+        (tmp / "x.txt").write_text("new")
+    assert not dead.exists() and not unnamed.exists() and alive.exists() and other.exists()
+    assert (tmp_path / "data" / "x.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name, "data"])

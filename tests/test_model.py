@@ -733,3 +733,9 @@ def test_region_order_tells_regions_with_the_same_box_apart(tiny):
             model.model.region_index = index
     finally:
         hook.remove()
+
+
+def test_a_hub_name_that_cannot_be_downloaded_is_named(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="model 'nosuch/model' is not a local folder, and it cannot be downloaded"):
+        M.load("nosuch/model")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from workbench import rundir
@@ -86,3 +88,20 @@ def test_save_model_moves_config_last_and_a_failed_save_looks_unfinished(tmp_pat
     with pytest.raises(RuntimeError, match="disk full"):
         rundir.save_model(Saves("config.json", "model.safetensors", fail=True), Saves("tokenizer.json"), half)
     assert not rundir.is_finished_model(half) and rundir.model_dirs(tmp_path) == {}
+
+
+def test_a_damaged_checkpoint_is_skipped_for_the_one_before(tmp_path, caplog):
+    import torch
+
+    for step in (1, 2):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        torch.save({"state": {}}, ckpt / "optimizer.pt")
+    assert rundir.last_checkpoint(tmp_path).name == "checkpoint-2"
+    (tmp_path / "checkpoint-2" / "optimizer.pt").write_bytes(b"\x00garbage" * 100)
+    with caplog.at_level("WARNING"):
+        assert rundir.last_checkpoint(tmp_path).name == "checkpoint-1"
+    assert "skipping checkpoint-2: optimizer.pt unreadable" in caplog.text
+    (tmp_path / "checkpoint-1" / "trainer_state.json").write_text("{cut")
+    assert rundir.last_checkpoint(tmp_path) is None

@@ -103,23 +103,68 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def temp_prefix(path: Path, kind: str) -> str:
+    """Name prefix of a hidden working sibling of `path` (`kind`: tmp, cache, old), carrying the
+    process id so that `remove_stale` can tell a dead process's leftovers from a live one's."""
+    return f".{path.name}.{kind}-{os.getpid()}-"
+
+
+def remove_stale(path: str | os.PathLike) -> list[Path]:
+    """Delete the hidden working siblings of `path` (`.NAME.tmp-*`, `.NAME.cache-*`, `.NAME.old-*`)
+    that a killed process left behind: those whose process id is not running (or that carry none).
+    Returns what was removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for kind in ("tmp", "cache", "old"):
+        for leftover in path.parent.glob(f".{glob_escape(path.name)}.{kind}-*"):
+            pid = leftover.name[len(f".{path.name}.{kind}-"):].split("-")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces `path` in one rename.
 
     If the body raises (or the process dies), `path` is untouched and the temporary folder is
-    removed (or left as an ignorable `.name.tmp-*` sibling after a kill).
+    removed (or, after a kill, left as a `.name.tmp-PID-*` sibling that the next `atomic_dir` or
+    `remove_stale` of the same path deletes).
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists (pass overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    remove_stale(path)  # what a killed build of the same folder left behind
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path, "tmp")))
     try:
         yield tmp
         _publish_mode(tmp, directory=True)
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = path.with_name(temp_prefix(path, "old") + "0")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

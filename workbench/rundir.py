@@ -20,11 +20,15 @@ unless told to resume it or overwrite it (`check_output_dir`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 DATA, SFT, GRPO, EVAL, NOTEBOOKS = "data", "sft", "grpo", "eval", "notebooks"
 """Stage folders of a run folder."""
@@ -70,8 +74,8 @@ def checkpoint_step(checkpoint: str | os.PathLike) -> int:
 
 
 def last_checkpoint(out_dir: str | os.PathLike) -> Path | None:
-    """The `checkpoint-N` folder with the largest N in `out_dir` that holds a trainer state
-    (a save that finished), or None."""
+    """The `checkpoint-N` folder with the largest N in `out_dir` whose save finished (it holds a
+    trainer state) and whose files are intact (a damaged one is skipped with a warning), or None."""
     out = Path(out_dir)
     if not out.is_dir():
         return None
@@ -81,9 +85,25 @@ def last_checkpoint(out_dir: str | os.PathLike) -> Path | None:
         if m and child.is_dir():
             found.append((int(m.group(1)), child))
     for _, path in sorted(found, reverse=True):
-        if (path / "trainer_state.json").is_file():
+        damaged = _damaged_files(path)
+        if not damaged:
             return path
+        if (path / "trainer_state.json").is_file():  # a save that finished, damaged since
+            logger.warning("skipping %s: %s unreadable; resuming from the checkpoint before it",
+                           path.name, ", ".join(damaged))
     return None
+
+
+def _damaged_files(checkpoint: Path) -> list[str]:
+    """Files of a checkpoint that cannot be what they claim (cheap checks: a trainer state that
+    parses, torch `.pt` / `.pth` files with an intact zip directory); a missing trainer state means
+    the save never finished."""
+    state = checkpoint / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [state.name]
+    return sorted(p.name for p in checkpoint.iterdir() if p.suffix in (".pt", ".pth") and not zipfile.is_zipfile(p))
 
 
 def check_output_dir(out: str | os.PathLike, what: str, is_ours: Callable[[Path], bool], *,

@@ -425,7 +425,7 @@ def build_dataset(
     was_enabled = hf.is_progress_bar_enabled()
     hf.disable_progress_bars()
     with io.atomic_dir(out, overwrite=True) as tmp:
-        cache = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.cache-"))
+        cache = Path(tempfile.mkdtemp(dir=out.parent, prefix=io.temp_prefix(out, "cache")))
         pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
         bar = tqdm(total=settings.num_scenes, desc="scenes", unit="scene", disable=not progress)
         _RUNTIME.update(pool=pool, bar=bar)
@@ -499,7 +499,13 @@ def load_dataset_dir(path: str | os.PathLike):
         raise ValueError(
             f"{p} is not a dataset folder (no dataset_dict.json); build one with `workbench data --out {p}`"
         )
-    dd = hf.load_from_disk(str(p))
+    try:
+        dd = hf.load_from_disk(str(p))
+    except Exception as err:  # json, arrow and datasets errors of a damaged folder
+        broken = _first_unreadable_file(p)
+        where = f"{broken} is damaged" if broken else f"it cannot be read ({type(err).__name__}: {err})"
+        raise ValueError(f"dataset folder {str(p)!r}: {where}; rebuild it with `workbench data --out {p} --overwrite`"
+                         ) from None
     if not isinstance(dd, hf.DatasetDict):
         raise ValueError(f"{p} holds a single Dataset, expected a DatasetDict with splits {schema.SPLITS}")
     for split, ds in dd.items():
@@ -507,6 +513,22 @@ def load_dataset_dir(path: str | os.PathLike):
         if missing:
             raise ValueError(f"{p}: split {split!r} lacks columns {missing}")
     return dd
+
+
+def _first_unreadable_file(folder: Path) -> str | None:
+    """The first .json or .arrow file under `folder` that does not parse, relative to it; None."""
+    import pyarrow as pa
+
+    for path in sorted(folder.rglob("*")):
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+            elif path.suffix == ".arrow":
+                with pa.memory_map(str(path)) as source:
+                    pa.ipc.open_stream(source).read_all()
+        except Exception:  # noqa: BLE001 - any failure to parse is what we are looking for
+            return str(path.relative_to(folder))
+    return None
 
 
 def read_data_card(path: str | os.PathLike) -> dict:

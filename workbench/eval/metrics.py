@@ -486,7 +486,18 @@ def read_predictions(path: str | Path) -> list[dict]:
         path = path / PREDICTIONS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no predictions file at {path}")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} line {number} is not a JSON prediction row ({err.msg}): {line[:60]!r}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} line {number} is not a JSON object: {line[:60]!r}")
+        rows.append(row)
+    return rows
 
 
 def write_results(

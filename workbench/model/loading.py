@@ -170,6 +170,10 @@ def load(
     try:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError, KeyError) as err:
+        if "connect" in str(err) or "offline" in str(err).lower():
+            raise FileNotFoundError(f"model {name!r} is not a local folder, and it cannot be downloaded here (the "
+                                    "Hugging Face hub is not reachable, or offline mode is on): give a model folder"
+                                    ) from None
         raise FileNotFoundError(f"cannot read a model config from {name!r}: {err}") from err
 
     reset_depth = _depth_addon(config, name, depth_embedding)
