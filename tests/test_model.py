@@ -739,3 +739,17 @@ def test_a_hub_name_that_cannot_be_downloaded_is_named(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="model 'nosuch/model' is not a local folder, and it cannot be downloaded"):
         M.load("nosuch/model")
+
+
+@torch.no_grad()
+def test_forward_and_generate_raise_no_deprecation_warnings(tiny):
+    """The backbone's forward takes transformers' current argument names: no FutureWarning boxes in
+    every notebook cell that runs the model."""
+    import warnings
+
+    model, processor = tiny
+    batch = M.model_inputs(processor, [make_row()], "dtr", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model(**batch)
+        model.generate(**batch, max_new_tokens=2, do_sample=False)
