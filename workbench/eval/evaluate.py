@@ -208,7 +208,10 @@ class ImageReader:
         for split, ks in by_split.items():
             if split not in self._columns:
                 columns = [c for c in ("image", "depth", "intrinsics") if c in self.data[split].column_names]
-                self._columns[split] = self.data[split].select_columns(["image"] if self.blank else columns)
+                chosen = self.data[split].select_columns(["image"] if self.blank else columns)
+                if "depth" in chosen.column_names:  # numpy: far cheaper than python lists of floats
+                    chosen = chosen.with_format("numpy", columns=["depth"], output_all_columns=True)
+                self._columns[split] = chosen
             batch = self._columns[split][[int(rows[k]["row_index"]) for k in ks]]
             for j, k in enumerate(ks):
                 if self.blank:

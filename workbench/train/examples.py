@@ -103,6 +103,8 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     columns += ("depth", "intrinsics") if depth else ()
     kept = [c for c in columns if c in rows.column_names]
     source = rows.select_columns(kept)  # no copy; geometry (and depth, unless asked) is never read
+    if "depth" in kept:  # as numpy: python lists of 112 x 112 floats cost 75 ms a batch of 8
+        source = source.with_format("numpy", columns=["depth"], output_all_columns=True)
     path_code = {"lor": 0, "dtr": 1, "plain": 2}
 
     def make(batch: dict[str, list]) -> dict[str, list]:

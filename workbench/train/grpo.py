@@ -97,7 +97,9 @@ def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system:
         return out
 
     extra = [c for c in dataset.column_names if c not in PROMPT_COLUMNS]
-    return dataset.map(add_prompt, with_indices=True, remove_columns=extra, keep_in_memory=True)
+    if depth:  # numpy: python lists of the depth map's floats cost ~10 ms a row
+        dataset = dataset.with_format("numpy", columns=["depth"], output_all_columns=True)
+    return dataset.map(add_prompt, with_indices=True, remove_columns=extra, keep_in_memory=True).with_format(None)
 
 
 def prompt_paths(task: str, row_path: str, mode: str) -> tuple[str, ...]:
