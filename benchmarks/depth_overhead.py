@@ -51,16 +51,16 @@ def main() -> None:
 
     results = {}
     for depth in (False, True):
-        k = iter(range(10**9))
+        counter = iter(range(10**9))
 
-        def encode(depth=depth):
-            return M.model_inputs(processor, batches[next(k) % len(batches)], "dtr", True, depth=depth)
+        def encode(depth=depth, counter=counter):
+            return M.model_inputs(processor, batches[next(counter) % len(batches)], "dtr", True, depth=depth)
 
         results[("processor", depth)] = _timed(encode, args.batches)
         inputs = [encode() for _ in batches]
 
-        def step(depth=depth):
-            batch = inputs[next(k) % len(inputs)]
+        def step(inputs=inputs, counter=counter):
+            batch = inputs[next(counter) % len(inputs)]
             model.zero_grad()
             model(**batch, labels=batch["input_ids"]).loss.backward()
 
