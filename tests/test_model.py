@@ -753,3 +753,10 @@ def test_forward_and_generate_raise_no_deprecation_warnings(tiny):
         warnings.simplefilter("error", FutureWarning)
         model(**batch)
         model.generate(**batch, max_new_tokens=2, do_sample=False)
+
+
+def test_ask_without_a_question_fails_before_loading_the_model(tmp_path, capsys):
+    from workbench.cli import main
+
+    assert main(["ask", "--model", str(tmp_path / "not-loaded")]) == 2
+    assert "give --data DIR, or both --image PNG and --question TEXT" in capsys.readouterr().err

@@ -61,6 +61,8 @@ def cli(args: argparse.Namespace) -> int:
     from workbench.tasks import prompts
     if args.data and (args.image or args.question):  # fail before paying for the model load
         raise ValueError("give either --data/--split/--index or --image/--question/--regions, not both")
+    if not args.data and not (args.image and args.question):
+        raise ValueError("give --data DIR, or both --image PNG and --question TEXT")
     if args.depth and args.depth_model:
         raise ValueError("give --depth FILE or --depth-model NAME, not both")
     if (args.depth or args.depth_model or args.intrinsics) and not args.image:
