@@ -217,3 +217,14 @@ def test_a_public_address_warns(monkeypatch, capsys):
     assert launched[0]["max_size"] == demo_app.QUEUE_SIZE and launched[1]["max_file_size"] == demo_app.MAX_UPLOAD
     demo_app.launch(FakeApp(), host="127.0.0.1", port=7861, block=False)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_an_upload_with_depth_shows_its_point_cloud(server):
+    engine = server["engine"]
+    regions = '[{"label": "red box", "bbox_2d": [10, 10, 100, 90]}, {"label": "blue point", "point": [250, 150]}]'
+    with_depth = engine.compare(str(server["upload"]), GOOD_QUESTION, regions, depth=np.full((200, 300), 2.0))
+    names = [t.name for t in with_depth.figure().data]
+    assert "point cloud" in names and "ground-truth centers" not in names
+    assert with_depth.depth == "the uploaded depth map"
+    without = engine.compare(str(server["upload"]), GOOD_QUESTION, regions)
+    assert "point cloud" not in [t.name for t in without.figure().data]

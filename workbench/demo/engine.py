@@ -38,18 +38,21 @@ class Comparison:
         return self.row.get("answer")
 
     def figure(self):
-        """3D plot: the scene (dataset rows) with DTR's detected centers and error vectors, plus
-        LOR's centers if it wrote any; uploads (no depth) show the detected centers alone."""
+        """3D plot: the scene with DTR's detected centers (and, for dataset rows, the true centers
+        and error vectors), plus LOR's centers if it wrote any. An upload with depth shows its point
+        cloud (in the scale of its depth: relative depth gives an arbitrary one); an upload without
+        depth shows the detected centers alone."""
         import plotly.graph_objects as go
 
-        if self.row.get("depth") is not None and self.row.get("objects"):
+        scene = self.row.get("depth") is not None and self.row.get("intrinsics") is not None
+        if scene:
             fig = viz.scene_figure(self.row, predicted_centers=self.centers["dtr"] or None)
         else:
             fig = go.Figure()
             fig.update_layout(scene=dict(xaxis_title="x (m, right)", yaxis_title="y (m, down)", zaxis_title="z (m, forward)"))
         for path, color in (("lor", "#1f77b4"), ("dtr", "#d62728")):
             pts = self.centers.get(path)
-            if not pts or (path == "dtr" and self.row.get("depth") is not None and self.row.get("objects")):
+            if not pts or (path == "dtr" and scene):
                 continue
             xs, ys, zs = zip(*pts.values())
             fig.add_scatter3d(x=xs, y=ys, z=zs, mode="markers+text", text=list(pts), name=f"{path.upper()} centers",
