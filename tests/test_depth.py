@@ -413,3 +413,19 @@ def test_ask_bad_depth_is_a_clear_error(asked, capsys, args, message):
     code = main(["ask", "--model", str(asked / "model"), "--image", str(asked / "view.png"), *args, *ASK])
     assert code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_grpo_prompts_carry_depth_for_two_region_questions():
+    """GRPO's prompt images carry depth, and the other columns reach the prompt builder as plain
+    values (a numpy-formatted `regions` of two boxes broke `to_messages` once)."""
+    from workbench.train import grpo
+    from workbench.train.grpo_settings import GRPOSettings
+
+    rows = _rows_with_depth()
+    rows = rows.add_column("category", ["left_right"] * len(rows)).add_column("centers", ["{}"] * len(rows))
+    assert all(len(r) == 2 for r in rows["regions"][:3])
+    prompts_ = grpo.prompt_dataset(rows, GRPOSettings.from_profile("smoke", paths="dtr"), True, depth=True)
+    assert len(prompts_) == len(rows)
+    assert all(D.detach(prompts_[i]["image"])[1] is not None for i in range(len(prompts_)))
+    plain = grpo.prompt_dataset(rows, GRPOSettings.from_profile("smoke", paths="dtr"), True)
+    assert D.detach(plain[0]["image"])[1] is None and "depth" not in plain.column_names
