@@ -85,7 +85,7 @@ def main() -> None:
         both = np.concatenate(feats)
         width = M.region_backbone(model).region_proj[0].in_features
         for name, x in (("pooled vision features", both[:, :width]), ("region embedding", both[:, width:])):
-            best = min(((np.mean([probe_error(x, y, seed, a) for seed in range(5)]), a) for a in (1.0, 30.0, 300.0)))
+            best = min((np.mean([probe_error(x, y, seed, a) for seed in range(5)]), a) for a in (1.0, 30.0, 300.0))
             print(f"depth {'on ' if depth else 'off'}, {name:>22}: probe median error {best[0]:.3f} m (ridge {best[1]:g})")
 
 
