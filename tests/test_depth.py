@@ -208,6 +208,12 @@ def test_bad_depth_settings_name_the_value():
         M.ModelSettings(depth_embedding="lidar")
     with pytest.raises(ValueError, match="depth_dropout must be in"):
         training_examples(_rows_with_depth(), depth=True, depth_dropout=1.5)
+    from workbench.train.sft import SFTSettings
+
+    with pytest.raises(ValueError, match=r"depth_dropout must be in \[0, 1\], got -0.1"):
+        SFTSettings.from_profile("smoke", depth_dropout=-0.1)
+    with pytest.raises(ValueError, match="unknown depth_embedding 'lidar'"):
+        SFTSettings.from_profile("smoke", depth_embedding="lidar")
 
 
 # --- training data ----------------------------------------------------------------------------

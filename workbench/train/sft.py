@@ -226,6 +226,8 @@ class SFTSettings:
         if self.copy_warmup_steps < 0 or self.copy_warmup_batch_size < 1:
             raise ValueError("copy_warmup_steps must be >= 0 and copy_warmup_batch_size >= 1, got "
                              f"{self.copy_warmup_steps!r} and {self.copy_warmup_batch_size!r}")
+        if not 0.0 <= self.depth_dropout <= 1.0:
+            raise ValueError(f"depth_dropout must be in [0, 1], got {self.depth_dropout!r}")
         if self.max_train_examples < 0 or self.eval_samples < 0:
             raise ValueError("max_train_examples and eval_samples must be >= 0")
         if self.max_length is not None and self.max_length < 64:
