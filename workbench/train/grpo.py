@@ -90,6 +90,7 @@ def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system:
 
     # numpy: python lists of a depth map's floats cost ~10 ms a row (read apart: `map` would hand
     # every column to `add_prompt` in the numpy format)
+    depth = depth and "depth" in dataset.column_names  # a dataset without depth runs without it
     depths = dataset.select_columns(["depth"]).with_format("numpy") if depth else None
 
     def add_prompt(row, index):
