@@ -73,8 +73,9 @@ def cli(args: argparse.Namespace) -> int:
         from workbench.model import depth as depth_codec
 
         depth, kind = depth_codec.estimate_depth(freeform.load_image(args.image), args.depth_model)
-        if depth_codec.mismatch_note(model, kind):
-            print(f"note: {depth_codec.mismatch_note(model, kind)}", file=sys.stderr)
+        note = depth_codec.mismatch_note(model, kind)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     row = row_from_args(args, image_size=model_mod.image_size_of(processor), depth=depth)
     if row.get("depth") is not None and not model_mod.uses_depth(model):
         print("note: this model has no depth embedding; the depth is not used", file=sys.stderr)

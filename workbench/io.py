@@ -75,19 +75,23 @@ def truncate_jsonl(path: str | os.PathLike, last_step: int | None) -> None:
     if last_step is None:
         path.unlink()
         return
-    rows = read_jsonl(path)
+    text = path.read_text(encoding="utf-8")
+    rows = _parse_jsonl(text)
     kept = [r for r in rows if not isinstance(r.get("step"), int) or r["step"] <= last_step]
-    if len(kept) != len(rows) or path.read_text(encoding="utf-8").count("\n") != len(rows):
+    if len(kept) != len(rows) or text.count("\n") != len(rows):  # dropped rows, or a cut last line
         write_jsonl(path, kept)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Rows of a jsonl log (samples.jsonl, alarms.jsonl); [] if it does not exist; a cut last line is skipped."""
     path = Path(path)
-    if not path.exists():
-        return []
+    return _parse_jsonl(path.read_text(encoding="utf-8")) if path.exists() else []
+
+
+def _parse_jsonl(text: str) -> list[dict]:
+    """The rows of jsonl `text`; a line that does not parse (one cut by a kill) is skipped."""
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:

@@ -105,10 +105,9 @@ def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
         raise ValueError("--overwrite starts the run over; it does not go with --from")
     if settings.overwrite and manifest_path.exists():
         shutil.rmtree(out)  # a run folder: ours to replace (a foreign folder is refused below)
-    manifest = _load_manifest(manifest_path) if settings.from_stage else {}
+    # a run to resume must have a manifest; a new run into a run folder is checked against its one
+    manifest = _load_manifest(manifest_path) if settings.from_stage or manifest_path.exists() else {}
     start = STAGE_NAMES.index(settings.from_stage) if settings.from_stage else 0
-    if not settings.from_stage and manifest_path.exists():
-        manifest = _load_manifest(manifest_path)
     differences = settings_differences(manifest, settings, start) if manifest else []
     if differences:
         raise FileExistsError(

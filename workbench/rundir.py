@@ -54,7 +54,7 @@ def resumable(out_dir: str | os.PathLike, settings_file: str, expected: dict) ->
     `checkpoint-*`, no final model (`config.json`), and a `settings_file` whose values agree with
     `expected` (compared as JSON, on `expected`'s keys)."""
     out = Path(out_dir)
-    if last_checkpoint(out) is None or (out / "config.json").exists():
+    if last_checkpoint(out) is None or is_finished_model(out):
         return False
     try:
         saved = json.loads((out / settings_file).read_text(encoding="utf-8"))
@@ -62,6 +62,17 @@ def resumable(out_dir: str | os.PathLike, settings_file: str, expected: dict) ->
         return False
     wanted = json.loads(json.dumps(expected, default=str))
     return all(saved.get(k) == v for k, v in wanted.items())
+
+
+def resolve_resume(resume: bool | str, overwrite: bool, out_dir: str | os.PathLike, settings_file: str,
+                   expected: dict) -> tuple[bool, bool]:
+    """(resume, overwrite) for a training stage: `resume="auto"` (a notebook stage run again)
+    resumes an interrupted run of the same settings (`resumable`) and otherwise starts over,
+    replacing a run of the stage's own kind; True / False are kept as given."""
+    if resume != "auto":
+        return bool(resume), overwrite
+    resume = resumable(out_dir, settings_file, expected)
+    return resume, overwrite or not resume
 
 
 def checkpoint_step(checkpoint: str | os.PathLike) -> int:

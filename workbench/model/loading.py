@@ -181,9 +181,7 @@ def load(
         if (getattr(config, "workbench_region_features", None) is not None
                 or getattr(config, "workbench_depth_embedding", "none") != "none"):
             model = RegionQwen2_5_VLForConditionalGeneration.from_pretrained(name, config=config, dtype=dtype)
-            processor = WorkbenchProcessor.from_pretrained(name)
-            if processor.chat_template is None:  # a hub Qwen2.5-VL keeps its template in the tokenizer
-                processor.chat_template = getattr(processor.tokenizer, "chat_template", None) or CHAT_TEMPLATE
+            processor = _with_chat_template(WorkbenchProcessor.from_pretrained(name))
             if reset_depth:  # new: near zero, so the pretrained features start as they were
                 model.model.depth_embed.reset_last()
         else:
@@ -252,6 +250,12 @@ def _load_pretrained_processor(name: str, config):
         if config.model_type not in ("qwen2_5_vl", "qwen2_vl"):
             raise ValueError(f"{name!r} has no multimodal processor (got {type(processor).__name__})")
         processor = WorkbenchProcessor.from_pretrained(name)
+    return _with_chat_template(processor)
+
+
+def _with_chat_template(processor):
+    """`processor` with a chat template: its own, else its tokenizer's (a hub Qwen2.5-VL keeps it
+    there), else the workbench's."""
     if processor.chat_template is None:
         processor.chat_template = getattr(processor.tokenizer, "chat_template", None) or CHAT_TEMPLATE
     return processor

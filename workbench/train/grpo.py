@@ -224,9 +224,8 @@ def train_grpo(
     """
     settings = settings or GRPOSettings()
     out = Path(out_dir)
-    if resume == "auto":
-        resume = rundir.resumable(out, SETTINGS_FILE, {**asdict(settings), "model": str(model_dir), "data": str(data_dir)})
-        overwrite = overwrite or not resume
+    resume, overwrite = rundir.resolve_resume(resume, overwrite, out, SETTINGS_FILE,
+                                              {**asdict(settings), "model": str(model_dir), "data": str(data_dir)})
     rundir.check_output_dir(out, "GRPO run", lambda o: rundir.looks_like_training_run(o, (SETTINGS_FILE,)),
                             resume=resume, overwrite=overwrite)
     last = rundir.last_checkpoint(out)  # only a checkpoint whose save finished (it holds trainer_state.json)

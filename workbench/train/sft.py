@@ -278,11 +278,9 @@ def build_model(train_rows, settings: SFTSettings, model_name_or_path: str = "")
                                                       **extra)
         return M.build_tiny(prompts.corpus(text_rows, model_settings.system_prompts, model_settings.option_style),
                             model_settings)
-    lora = None
-    if settings.use_lora and not _is_builtin_checkpoint(model_name_or_path):
-        lora = M.LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha)
-    if _is_builtin_checkpoint(model_name_or_path):  # a saved built-in model keeps its embedding
-        return M.load(model_name_or_path, lora=lora)
+    if _is_builtin_checkpoint(model_name_or_path):  # fully trained; it keeps its own embedding
+        return M.load(model_name_or_path)
+    lora = M.LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha) if settings.use_lora else None
     return M.load(model_name_or_path, lora=lora, depth_embedding=settings.depth_embedding or "auto")
 
 
@@ -408,9 +406,7 @@ def train_sft(
     settings = settings or SFTSettings()
     out = Path(out_dir)
     run_info = {**asdict(settings), "model": model_name_or_path, "data": str(Path(data_dir).resolve())}
-    if resume == "auto":
-        resume = rundir.resumable(out, SETTINGS_FILE, run_info)
-        overwrite = overwrite or not resume
+    resume, overwrite = rundir.resolve_resume(resume, overwrite, out, SETTINGS_FILE, run_info)
     rundir.check_output_dir(out, "SFT run", lambda o: rundir.looks_like_training_run(o, SFT_MARKS),
                             resume=resume, overwrite=overwrite)
     dd = load_splits(data_dir)
