@@ -26,6 +26,18 @@ def fast(**overrides) -> sft.SFTSettings:
     return sft.SFTSettings.from_profile("smoke", **{**FAST, **overrides})
 
 
+def kill_after_save(step: int):
+    """A trainer callback that dies (KeyboardInterrupt) right after checkpoint-`step` is saved."""
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise KeyboardInterrupt(f"killed after checkpoint-{step}")
+
+    return Kill()
+
+
 @pytest.fixture(scope="module")
 def splits(smoke_data):
     return sft_examples.load_splits(smoke_data)
@@ -195,17 +207,10 @@ def test_train_sft_saves_a_folder_that_load_reads_with_equal_logits(smoke_data, 
 
 @pytest.mark.slow
 def test_resume_after_a_kill_continues_the_same_run(smoke_data, tmp_path):
-    from transformers import TrainerCallback
-
-    class Kill(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 2:
-                raise KeyboardInterrupt("killed after checkpoint-2")
-
     settings = fast(max_steps=4, save_steps=1, save_total_limit=3)
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        sft.train_sft(smoke_data, killed, settings, callbacks=[Kill()])
+        sft.train_sft(smoke_data, killed, settings, callbacks=[kill_after_save(2)])
     assert rundir.last_checkpoint(killed).name == "checkpoint-2"
     assert not (killed / sft.SUMMARY).exists()
     resumed = sft.train_sft(smoke_data, killed, settings, resume=True)
@@ -265,22 +270,15 @@ def test_cli_trains_and_reports_or_fails_clearly(smoke_data, tmp_path, capsys):
 def test_auto_resume_continues_an_interrupted_run_of_the_same_settings_only(smoke_data, tmp_path):
     """What a notebook stage run again does (`workbench run --from sft`): continue the killed run,
     but start over when the settings changed or the run had finished."""
-    from transformers import TrainerCallback
-
-    class Kill(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 2:
-                raise KeyboardInterrupt("killed after checkpoint-2")
-
     settings = fast(max_steps=3, save_steps=1, save_total_limit=3)
     out = tmp_path / "sft"
     with pytest.raises(KeyboardInterrupt):
-        sft.train_sft(smoke_data, out, settings, callbacks=[Kill()])
+        sft.train_sft(smoke_data, out, settings, callbacks=[kill_after_save(2)])
     resumed = sft.train_sft(smoke_data, out, settings, resume="auto")
     assert sft.read_summary(out)["resumed_from"].endswith("checkpoint-2") and resumed.global_step == 3
     again = sft.train_sft(smoke_data, out, settings, resume="auto")  # finished: start over
     assert sft.read_summary(out)["resumed_from"] is None and again.global_step == 3
     with pytest.raises(KeyboardInterrupt):
-        sft.train_sft(smoke_data, out, settings, callbacks=[Kill()], overwrite=True)
+        sft.train_sft(smoke_data, out, settings, callbacks=[kill_after_save(2)], overwrite=True)
     changed = sft.train_sft(smoke_data, out, fast(max_steps=3, save_steps=1, seed=5), resume="auto")
     assert sft.read_summary(out)["resumed_from"] is None and changed.global_step == 3
