@@ -13,11 +13,12 @@ import sys
 
 COMMANDS = {
     "data": ("workbench.dataset.build", "build the synthetic spatial dataset (notebook 01)"),
-    "sft": ("workbench.train.sft", "cold-start SFT of the spatial VLM (notebook 02)"),
+    "base": ("workbench.train.base", "base stage of the built-in model: copying and grounding (notebook 02)"),
+    "sft": ("workbench.train.sft", "cold-start SFT of the spatial VLM (notebook 03)"),
     "ask": ("workbench.ask", "ask a trained model one question on one path"),
-    "grpo": ("workbench.train.grpo", "GRPO reinforcement learning (notebook 03)"),
-    "eval": ("workbench.eval.evaluate", "evaluate models per path, split and category (notebook 04)"),
-    "run": ("workbench.run", "run notebooks 01-05 headlessly with papermill (the main job)"),
+    "grpo": ("workbench.train.grpo", "GRPO reinforcement learning (notebook 04)"),
+    "eval": ("workbench.eval.evaluate", "evaluate models per path, split and category (notebook 05)"),
+    "run": ("workbench.run", "run notebooks 01-06 headlessly with papermill (the main job)"),
     "demo": ("workbench.demo.app", "serve the Gradio LOR-vs-DTR demo"),
 }
 

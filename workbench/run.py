@@ -1,11 +1,11 @@
-"""`workbench run`: the main job. Executes notebooks 01-05 in order with papermill.
+"""`workbench run`: the main job. Executes notebooks 01-06 in order with papermill.
 
 The notebooks a person steps through in JupyterLab are the pipeline: this module only runs
 them headlessly, passing each the same parameters (profile, run folder, seed, model and any
 overrides), and records what happened.
 
     DIR/notebooks/NN_*.ipynb   executed copies (outputs kept)
-    DIR/data, sft, grpo, eval  the stage outputs the notebooks write
+    DIR/data, base, sft, grpo, eval  the stage outputs the notebooks write
     DIR/manifest.json          profile, parameters, seeds, data fingerprint, versions, git
                                commit, status and timing per stage
     DIR/metrics.json           the evaluation table (copied from DIR/eval)
@@ -36,10 +36,11 @@ from workbench.settings import PROFILES
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 STAGES = (
     ("data", "01_build_data.ipynb"),
-    ("sft", "02_cold_start_sft.ipynb"),
-    ("grpo", "03_grpo.ipynb"),
-    ("eval", "04_evaluate.ipynb"),
-    ("traces", "05_traces_3d.ipynb"),
+    ("base", "02_base.ipynb"),
+    ("sft", "03_cold_start_sft.ipynb"),
+    ("grpo", "04_grpo.ipynb"),
+    ("eval", "05_evaluate.ipynb"),
+    ("traces", "06_traces_3d.ipynb"),
 )
 STAGE_NAMES = tuple(name for name, _ in STAGES)
 PACKAGES = ("workbench", "torch", "transformers", "trl", "peft", "datasets", "open3d", "papermill", "gradio")
@@ -268,13 +269,34 @@ def _read_params_file(path: str | None) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- a run folder's inputs
 
 
+def prepare_base(run_dir: str | Path, profile: str = "smoke", seed: int = 0, progress: bool = False,
+                 **overrides: Any) -> Path:
+    """The base model folder of a run folder (`{run_dir}/base`), made when missing: the dataset from
+    the seed (`workbench.dataset.build`), then the base stage (`workbench.train.base.train_base`,
+    `overrides` are `BaseSettings` fields; an interrupted one continues). Notebook 03 and
+    `prepare_run` call it, so cold-start SFT of the built-in model always starts from a base model."""
+    from workbench.dataset import build as data
+    from workbench.train import base
+
+    run = Path(run_dir)
+    data_dir = run / rundir.DATA
+    if not data.is_dataset_dir(data_dir):
+        data.build_dataset(data.DataSettings.from_profile(profile, seed=seed), data_dir, progress=progress)
+    out = run / rundir.BASE
+    if not rundir.is_finished_model(out) or not (out / base.SUMMARY).is_file():
+        settings = base.BaseSettings.from_profile(profile, seed=seed, disable_tqdm=not progress, **overrides)
+        base.train_base(data_dir, out, settings, resume="auto")
+    return out
+
+
 def prepare_run(
     run_dir: str | Path, profile: str = "smoke", seed: int = 0, model: str = "", progress: bool = False
 ) -> tuple[Path, dict[str, Path]]:
     """(data folder, {stage: model folder}) of a run folder, regenerating what is missing from
     the seed through the library: the dataset (`workbench.dataset.build`), and an SFT model
-    (`workbench.train.sft.train_sft`, from `model` or the built-in tiny one) when the run has neither
-    an SFT nor a GRPO model. Notebooks 04 and 05 call it, so each runs on its own."""
+    (`workbench.train.sft.train_sft`, from `model`, or for the built-in model from its base stage,
+    `prepare_base`) when the run has neither an SFT nor a GRPO model. Notebooks 05 and 06 call it,
+    so each runs on its own."""
     from workbench.dataset import build as data
     from workbench.train import sft
 
@@ -285,7 +307,8 @@ def prepare_run(
     models = rundir.model_dirs(run)
     if not models:
         settings = sft.SFTSettings.from_profile(profile, seed=seed, disable_tqdm=not progress)
-        sft.train_sft(data_dir, run / rundir.SFT, settings, model_name_or_path=model, resume=True)
+        start = model or str(prepare_base(run, profile, seed, progress))
+        sft.train_sft(data_dir, run / rundir.SFT, settings, model_name_or_path=start, resume=True)
         models = rundir.model_dirs(run)
     return data_dir, models
 

@@ -4,6 +4,7 @@ checkpoint to resume from, and the atomic save of a finished model.
 One run of `workbench run` (or of the notebooks by hand) fills one folder:
 
     RUN/data/            the dataset (`workbench data`), with data_card.json
+    RUN/base/            the built-in model after its base stage (copying, grounding)
     RUN/sft/             the cold-start SFT model; checkpoint-N/ while it trains
     RUN/grpo/            the GRPO model; checkpoint-N/ while it trains
     RUN/eval/            predictions.jsonl, metrics.json, eval_settings.json
@@ -30,12 +31,13 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-DATA, SFT, GRPO, EVAL, NOTEBOOKS = "data", "sft", "grpo", "eval", "notebooks"
+DATA, BASE, SFT, GRPO, EVAL, NOTEBOOKS = "data", "base", "sft", "grpo", "eval", "notebooks"
 """Stage folders of a run folder."""
 MANIFEST, METRICS, REPORT = "manifest.json", "metrics.json", "report.html"
 """Files of a run folder."""
 MODEL_STAGES = (SFT, GRPO)
-"""Model folders of a run folder, in training order (the last finished one is the main model)."""
+"""Model folders of a run folder that answer questions, in training order (the last finished one is
+the main model); `BASE` only grounds, so evaluation leaves it out."""
 
 
 def model_dirs(run_dir: str | os.PathLike) -> dict[str, Path]:

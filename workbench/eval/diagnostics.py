@@ -1,7 +1,7 @@
 """Where the errors come from: perception (the model's own centers already imply a wrong answer)
 or reasoning (they imply the right one and the answer disagrees), the largest center errors, and
-right answers reached with wrong geometry. Taught in `notebooks/04_evaluate.ipynb` and
-`notebooks/05_traces_3d.ipynb`.
+right answers reached with wrong geometry. Taught in `notebooks/05_evaluate.ipynb` and
+`notebooks/06_traces_3d.ipynb`.
 """
 
 from __future__ import annotations

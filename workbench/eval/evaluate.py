@@ -22,7 +22,7 @@ How it works:
    (`workbench.eval.metrics`: no model needed), and `language_prior`: the last `--model` on the same
    prompts with a blank gray image (`ImageReader(blank=True)`), what the text alone gives.
 
-Taught in `notebooks/04_evaluate.ipynb`; `notebooks/05_traces_3d.ipynb` calls `workbench.run.run_evaluation`
+Taught in `notebooks/05_evaluate.ipynb`; `notebooks/06_traces_3d.ipynb` calls `workbench.run.run_evaluation`
 when its inputs are missing.
 """
 

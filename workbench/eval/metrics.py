@@ -62,8 +62,8 @@ a metric has no rows to average over):
   every category; a left/right probe that reads positions off the location tokens: 0.98).
 - `correct` (per prediction, used by the widgets): choice = same letter; number = success_25.
 
-Taught in `notebooks/04_evaluate.ipynb` (the table, re-scoring, the diagnostic) and
-`notebooks/05_traces_3d.ipynb` (the galleries).
+Taught in `notebooks/05_evaluate.ipynb` (the table, re-scoring, the diagnostic) and
+`notebooks/06_traces_3d.ipynb` (the galleries).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The spatial VLM: the built-in tiny Qwen2.5-VL with region features, or a real pretrained
-Qwen2.5-VL with LoRA, behind one `load` / `generate` API. Taught in `notebooks/02_cold_start_sft.ipynb`.
+Qwen2.5-VL with LoRA, behind one `load` / `generate` API. Taught in `notebooks/03_cold_start_sft.ipynb`.
 
 - `settings`: `ModelSettings`, `LoraSettings` and their presets;
 - `tokenizer`: special tokens, chat template, tokenizer training, the processor;

@@ -1,5 +1,5 @@
 """The built-in model's architecture: Qwen2.5-VL with region features in place of `<region>`
-tokens. Taught in `notebooks/02_cold_start_sft.ipynb`.
+tokens. Taught in `notebooks/03_cold_start_sft.ipynb`.
 
 Region features (SPEC section 3, docs/design.md "Regions inside the model"). TRL passes only
 `input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw` (and `mm_token_type_ids`) to the

@@ -1,7 +1,7 @@
 """Building and loading models: the built-in tiny Qwen2.5-VL (`build_tiny`, `make_config`) and
 `load`, which reads a saved workbench model, a real pretrained Qwen2.5-VL by name or path
 (optionally with LoRA adapters) or a merged checkpoint, and returns (model, processor).
-Taught in `notebooks/02_cold_start_sft.ipynb`."""
+Taught in `notebooks/03_cold_start_sft.ipynb`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """System prompts of the two reasoning paths and `to_messages`, the ONE function that turns a
 dataset row into chat messages. SFT, GRPO, evaluation, `workbench ask` and the demo all call it,
 so the prompt a model is trained on is the prompt it is evaluated on. Taught in
-`notebooks/02_cold_start_sft.ipynb`.
+`notebooks/03_cold_start_sft.ipynb`.
 
 Messages are in TRL's conversational format with typed content parts:
 

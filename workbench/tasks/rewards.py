@@ -5,7 +5,7 @@ ground-truth centers) the discrete center-based detect reward, combined with the
 weights. The parsing helpers (`normalize`, `parse_answer`, `parse_number`, `normalize_choice`,
 `parse_centers`, `match_centers`, `center_score`, `tag_counts`, `format_ok`,
 `completion_text`) are shared with evaluation, viz and the demo, so a model is judged by one
-parser everywhere. Taught in `notebooks/03_grpo.ipynb` (reward lab).
+parser everywhere. Taught in `notebooks/04_grpo.ipynb` (reward lab).
 
 Every pattern of the SPEC (`<answer>(.*?)</answer>`, the full-match format patterns, the
 3d_box pattern) is evaluated with `str.find` scans that give the same answer as the regex

@@ -1,5 +1,5 @@
 """Training-health alarms for GRPO: a `transformers.TrainerCallback` that reads the logged metrics.
-Taught in `notebooks/03_grpo.ipynb` (the alarms table after training); wired up by `grpo.train_grpo`.
+Taught in `notebooks/04_grpo.ipynb` (the alarms table after training); wired up by `grpo.train_grpo`.
 
 Plain TRL logs these metrics but judges none of them. `AlarmCallback` watches the logs for the
 usual RL failure modes: the format reward saturating while accuracy stays flat, completion length

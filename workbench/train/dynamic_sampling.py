@@ -1,5 +1,5 @@
 """Dynamic sampling for GRPO (SPEC section 5), as a subclass of TRL's `GRPOTrainer`.
-Taught in `notebooks/03_grpo.ipynb` (threshold sweep); wired up by `grpo.train_grpo`.
+Taught in `notebooks/04_grpo.ipynb` (threshold sweep); wired up by `grpo.train_grpo`.
 
 How this departs from plain TRL:
 1. A prompt group whose mean overall reward is <= `keep_low` (0.2) or >= `keep_high` (0.99)

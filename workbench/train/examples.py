@@ -1,7 +1,7 @@
 """Training examples of the cold start: the dataset's splits checked for SFT, each row expanded into
 one example per path of a blend (`example_index`, `training_examples`), batches kept on one path
 (`group_by_path`) and the val rows of the quick evaluation (`qa_rows`). Taught in
-`notebooks/02_cold_start_sft.ipynb`.
+`notebooks/03_cold_start_sft.ipynb`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """GRPO, the reinforcement stage of SR-ReaL (SPEC section 5), on TRL's `GRPOTrainer`.
-Taught in `notebooks/03_grpo.ipynb`. This module holds the settings, the prompt dataset, the
+Taught in `notebooks/04_grpo.ipynb`. This module holds the settings, the prompt dataset, the
 `GRPOConfig`, `train_grpo` and `workbench grpo`; the trainer subclass is in `dynamic_sampling`,
 the alarms in `alarms` and the notebook's reward lab in `reward_lab`.
 

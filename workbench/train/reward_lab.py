@@ -1,5 +1,5 @@
 """The reward lab and the before / after comparison of GRPO: small helpers for the notebook, no training.
-Taught in `notebooks/03_grpo.ipynb` (reward lab, threshold sweep, before and after RL).
+Taught in `notebooks/04_grpo.ipynb` (reward lab, threshold sweep, before and after RL).
 
 Nothing here runs TRL: completions are scored with `rewards.score` exactly as the GRPO reward
 functions score them (`score_row`), hand-written variants of a row's target break one thing at a
@@ -136,7 +136,7 @@ def compare_completions(
     models: dict[str, str | os.PathLike], rows: Sequence[dict], max_new_tokens: int = 256
 ) -> list[dict]:
     """Greedy completions of `rows` (each on its own path) by each model folder, scored: one dict per
-    (model, row) with the completion and its reward components (before / after RL in notebook 03)."""
+    (model, row) with the completion and its reward components (before / after RL in notebook 04)."""
     out = []
     for name, folder in models.items():
         net, processor = model_mod.load(folder)

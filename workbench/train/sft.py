@@ -32,7 +32,7 @@ before RL. How it departs from a plain `SFTTrainer(model, train_dataset=...)` ca
    `trainer_state.json` (`log_history`, read by the run report) and `sft_summary.json`
    (settings, wall time, losses and a quick greedy evaluation on `val`, both paths).
 
-Taught in `notebooks/02_cold_start_sft.ipynb`.
+Taught in `notebooks/03_cold_start_sft.ipynb`.
 """
 
 from __future__ import annotations
@@ -396,7 +396,7 @@ def train_sft(
     and data, else start over, replacing a run in `out_dir`.
     overwrite: replace a finished or interrupted run in `out_dir` instead of refusing.
     callbacks: extra `transformers.TrainerCallback`s (e.g. a live loss plot).
-    initial: an already built (model, processor) to train, e.g. from `build_model` (notebook 02);
+    initial: an already built (model, processor) to train, e.g. from `build_model` (notebook 03);
     ignored when resuming from a checkpoint.
     """
     import torch

@@ -6,7 +6,7 @@ training curves); the public names of all three are re-exported here.
 Pure functions: rows (the contract of `workbench/schema.py`), completions, `metrics.json` rows
 or a trainer's `log_history` in, a `plotly.graph_objects.Figure` (or HTML) out. Widgets and
 notebooks are thin shells over them. Taught in `notebooks/01_build_data.ipynb` (the scene in
-3D), `notebooks/04_evaluate.ipynb` (charts) and `notebooks/05_traces_3d.ipynb` (traces beside
+3D), `notebooks/05_evaluate.ipynb` (charts) and `notebooks/06_traces_3d.ipynb` (traces beside
 predicted centers).
 
 Frames. A row stores centers in the camera frame (OpenCV: +x right, +y down, +z forward,

@@ -1,5 +1,5 @@
 """Charts of results and training: metric tables and bars per path, split and category, and the
-live loss / reward dashboard (`reward_dashboard`). Taught in `notebooks/04_evaluate.ipynb`.
+live loss / reward dashboard (`reward_dashboard`). Taught in `notebooks/05_evaluate.ipynb`.
 """
 
 from __future__ import annotations

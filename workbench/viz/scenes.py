@@ -1,6 +1,6 @@
 """Scenes in 3D and 2D: point clouds from depth, object boxes, the camera frustum, predicted vs
 true centers (`scene_figure`, plotly), and images with their region marks (`image_with_marks`).
-Taught in `notebooks/05_traces_3d.ipynb`.
+Taught in `notebooks/06_traces_3d.ipynb`.
 """
 
 from __future__ import annotations

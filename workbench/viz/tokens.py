@@ -1,6 +1,6 @@
 """What the model reads: one collated SFT example as tokens colored by kind (image, region,
 location, format, text), loss tokens marked (`describe_tokens`, `tokens_html`). Taught in
-`notebooks/02_cold_start_sft.ipynb`.
+`notebooks/03_cold_start_sft.ipynb`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from workbench import schema
 
 def describe_tokens(processor, batch: Mapping[str, Any], index: int = 0) -> list[dict[str, Any]]:
     """One sample of a collated batch as a list of {token, id, loss, kind}; kind is image |
-    region | loc | format | pad | text. Used by notebook 02 to show what the model reads."""
+    region | loc | format | pad | text. Used by notebook 03 to show what the model reads."""
     from workbench import model as M
     tok = processor.tokenizer
     ids = batch["input_ids"][index].tolist()

@@ -1,5 +1,5 @@
 """Completions as HTML: tags, numbers and each detected center colored by its detect score
-(`trace_html`). Taught in `notebooks/05_traces_3d.ipynb`.
+(`trace_html`). Taught in `notebooks/06_traces_3d.ipynb`.
 """
 
 from __future__ import annotations

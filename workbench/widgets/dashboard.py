@@ -3,7 +3,7 @@
 Fed by a TRL / transformers trainer through a callback, or by hand (`update(logs)`); the
 panels and which logged keys go where are those of `workbench.viz.reward_dashboard`. Works
 headless (papermill, a script): updates only change the figure's data. Used by
-`notebooks/02_cold_start_sft.ipynb` and `notebooks/03_grpo.ipynb`:
+`notebooks/03_cold_start_sft.ipynb` and `notebooks/04_grpo.ipynb`:
 
     dash = TrainingDashboard()
     display(dash.widget)

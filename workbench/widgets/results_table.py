@@ -1,6 +1,6 @@
 """A filterable, sortable table of `metrics.json` rows (`workbench eval`, SPEC section 7).
 
-Used by `notebooks/04_evaluate.ipynb`:
+Used by `notebooks/05_evaluate.ipynb`:
 
     from workbench.widgets.results_table import results_table
     results_table(json.loads(Path("runs/smoke/eval/metrics.json").read_text()))

@@ -1,6 +1,6 @@
 """A browser over a model's predictions: filter, then read each path's trace beside the 3D centers.
 
-Used by `notebooks/05_traces_3d.ipynb`:
+Used by `notebooks/06_traces_3d.ipynb`:
 
     from workbench.widgets.trace_browser import trace_browser
     trace_browser(ds, "runs/smoke/eval/predictions.jsonl")
