@@ -403,3 +403,19 @@ def test_real_dataset_row(real_data):
         np.testing.assert_allclose(viz.box_corners(row, i, "world"), obj.corners(), atol=1e-4)
     html_ = viz.trace_html(row["dtr_target"], row["centers"])
     assert html_.count("\u0394 0.0") == len(truth)
+
+
+def test_question_html_escapes_region_tokens_and_names_the_true_option():
+    from workbench.viz import question_html
+    row = {"category": "left_right", "task": "region_qa", "question": "Is <b>this</b> red box <region> left?",
+           "choices": ["left", "right"], "answer": "B"}
+    page = question_html(row)
+    assert "&lt;region&gt;" in page and "<b>this</b>" not in page and "truth: B (right)" in page
+    assert "truth" not in question_html(row, truth=False)
+    assert "truth: 0.42" in question_html({**row, "choices": [], "answer": "0.42"})
+
+
+def test_an_empty_completion_is_said_to_be_empty():
+    from workbench.viz import trace_html
+    assert "empty completion" in trace_html("") and "empty completion" in trace_html(None)
+    assert "empty completion" not in trace_html("<think>x</think>")

@@ -48,7 +48,8 @@ def trace_html(
     ({label: xyz} or the row's JSON string), each box whose text contains a label gets a badge
     with its distance to that center (green < 0.2 m, orange < 0.6 m, red beyond). Everything
     from the completion is HTML-escaped; the result is one self-contained `<div>` with inline
-    styles (Jupyter's sanitizer keeps them), linear in the completion's length.
+    styles (Jupyter's sanitizer keeps them), linear in the completion's length. An empty
+    completion is said to be empty.
     """
     truth = (
         centers_of(centers) if isinstance(centers, str) else {k: list(v) for k, v in (centers or {}).items()}
@@ -104,6 +105,9 @@ def trace_html(
     out.append(html.escape(text[pos:]))
     if in_answer:
         out.append("</span>")
+    if not text.strip():  # an untrained model often stops at once: say so instead of an empty box
+        out.append(_span("(empty completion: the model wrote nothing before its end-of-turn token)",
+                         "color:#888;font-style:italic"))
     body = "".join(out)
     return (
         '<div style="font-family:monospace;font-size:12px;white-space:pre-wrap;word-break:break-word;'
@@ -126,3 +130,22 @@ def _box_badge(box_text: str, xyz: list[float] | None, truth: Mapping[str, Seque
         f"background:{color};color:white;border-radius:3px;padding:0 3px;font-size:11px;white-space:nowrap",
         f"{label}: true center {', '.join(f'{float(v):.2f}' for v in truth[label])}; center score {center_score(d):.1f}",
     )
+
+
+def question_html(row: Mapping[str, object], title: str | None = None, truth: bool = True) -> str:
+    """A question as HTML, every text escaped (a `<region>` token is shown, not read as a tag):
+    the title (default: category and task), the question, its options lettered A, B, ... and
+    with `truth` the answer, a letter followed by its option ("B (closer)").
+
+    >>> question_html({"category": "front_behind", "task": "region_qa", "answer": "B",
+    ...                "question": "Is the red box <region> closer?", "choices": ["farther", "closer"]})
+    '<h4>front_behind (region_qa)</h4><p>Is the red box &lt;region&gt; closer?<br>A. farther<br>B. closer<br><b>truth: B (closer)</b></p>'
+    """
+    choices = [str(c) for c in (row.get("choices") or [])]
+    answer = str(row.get("answer", ""))
+    heading = title if title is not None else f"{row.get('category', '')} ({row.get('task', '')})"
+    options = "".join(f"<br>{chr(65 + i)}. {html.escape(c)}" for i, c in enumerate(choices))
+    k = ord(answer) - 65 if len(answer) == 1 and answer.isupper() else -1
+    shown = f"{answer} ({choices[k]})" if 0 <= k < len(choices) else answer
+    tail = f"<br><b>truth: {html.escape(shown)}</b>" if truth else ""
+    return f"<h4>{html.escape(heading)}</h4><p>{html.escape(str(row.get('question', '')))}{options}{tail}</p>"
