@@ -760,3 +760,13 @@ def test_ask_without_a_question_fails_before_loading_the_model(tmp_path, capsys)
 
     assert main(["ask", "--model", str(tmp_path / "not-loaded")]) == 2
     assert "give --data DIR, or both --image PNG and --question TEXT" in capsys.readouterr().err
+
+
+def test_ask_says_so_when_the_model_writes_nothing(saved, capsys, monkeypatch):
+    import workbench.ask as ask_mod
+    from workbench.cli import main
+
+    monkeypatch.setattr(ask_mod, "ask", lambda *a, **k: "")
+    code = main(["ask", "--model", str(saved / "model"), "--data", str(saved / "data"), "--split", "val", "--index", "0"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.out == "\n" and "the model wrote nothing" in captured.err

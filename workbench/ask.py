@@ -91,6 +91,9 @@ def cli(args: argparse.Namespace) -> int:
         model, processor, row, args.path, max_new_tokens=args.max_new_tokens, do_sample=args.sample
     )
     print(completion)
+    if not completion.strip():
+        print("note: the model wrote nothing (it ended its turn at once; an untrained or smoke-sized model "
+              "often does)", file=sys.stderr)
     return 0
 
 
