@@ -10,7 +10,7 @@ from dataclasses import fields
 import pytest
 
 from workbench import model as M
-from workbench import schema
+from workbench import rundir, schema
 from workbench.cli import main as cli_main
 from workbench.tasks import prompts, questions
 from workbench.train import base, copying, sft
@@ -96,6 +96,9 @@ def test_base_stage_trains_records_itself_and_sft_starts_from_it(base_dir, smoke
     assert summary["global_step"] == 10 and summary["copy_warmup"]["steps"] == 4
     assert summary["examples"]["ground_3d"] > 0 and summary["grounding"]["n"] == 4
     assert json.loads((out / base.SUMMARY).read_text())["global_step"] == 10
+    progress = rundir.read_progress(out)  # what `workbench run` shows while the stage trains
+    assert progress["stage"] == "base" and progress["step"] == progress["steps"] == 10 and progress["done"]
+    assert progress["loss"] == pytest.approx(summary["final_loss"])
     model, _ = M.load(out)
     assert getattr(model.config, base.CONFIG_KEY) == 10 and copying.warmed_steps(model) == 4
     assert M.uses_depth(model)

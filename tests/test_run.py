@@ -165,3 +165,23 @@ def test_notebooks_run_on_the_default_profile_data_shape(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert {m["category"] for m in metrics} == {"all", *DEFAULT_CATEGORIES}
     assert all(m["number_mra"] is None for m in metrics)
+
+
+def test_stage_progress_reads_what_the_stage_writes_and_ignores_an_older_file(tmp_path):
+    import time
+
+    from workbench import rundir
+
+    folder = tmp_path / "sft"
+    rundir.write_progress(folder, {"stage": "sft", "step": 1, "steps": 9, "loss": 2.0})
+    old = time.time() - 3600
+    os.utime(folder / rundir.PROGRESS, (old, old))
+    with run_mod.StageProgress(folder, "sft", every=0.01) as watch:
+        assert watch.latest() is None  # a previous run's file
+        rundir.write_progress(folder, {"stage": "sft", "step": 4, "steps": 9, "loss": 0.5})
+        time.sleep(0.2)
+        assert watch.latest()["step"] == 4
+        assert watch._bar is not None and watch._bar.n == 4 and watch._bar.total == 9
+    assert run_mod.StageProgress(None, "sft").latest() is None
+    (folder / rundir.PROGRESS).write_text("{half")
+    assert rundir.read_progress(folder) is None

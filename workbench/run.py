@@ -24,6 +24,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -43,6 +44,8 @@ STAGES = (
     ("traces", "06_traces_3d.ipynb"),
 )
 STAGE_NAMES = tuple(name for name, _ in STAGES)
+TRAINING_FOLDERS = {"base": rundir.BASE, "sft": rundir.SFT, "grpo": rundir.GRPO}
+"""Stages that train, and the run-folder folder whose `progress.json` says where they are."""
 PACKAGES = ("workbench", "torch", "transformers", "trl", "peft", "datasets", "open3d", "papermill", "gradio")
 
 
@@ -75,6 +78,61 @@ class RunSettings:
         unknown = set(self.params.get("stages", {})) - set(STAGE_NAMES)
         if unknown:
             raise ValueError(f"params file names unknown stages {sorted(unknown)}; stages are {STAGE_NAMES}")
+
+
+class StageProgress:
+    """While a training stage's notebook runs, a progress line (step of steps, loss, time left)
+    fed by the `progress.json` its trainer writes (`train.progress.ProgressCallback`): the kernel's
+    own output is not visible from here, and one SFT cell can take most of an hour. A context
+    manager; `folder=None` shows nothing. A file older than the stage is not read (a previous run's)."""
+
+    def __init__(self, folder: Path | None, stage: str, every: float = 2.0):
+        self.folder, self.stage, self.every = folder, stage, every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bar = None
+        self._since = time.time()
+
+    def __enter__(self) -> StageProgress:
+        if self.folder is not None:
+            self._since = time.time()
+            self._thread = threading.Thread(target=self._watch, name=f"progress-{self.stage}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._bar is not None:
+            self._bar.close()
+
+    def latest(self) -> dict[str, Any] | None:
+        """The stage's progress, if it was written since the stage started."""
+        if self.folder is None:
+            return None
+        try:
+            if (self.folder / rundir.PROGRESS).stat().st_mtime < self._since - 1:
+                return None
+        except OSError:
+            return None
+        return rundir.read_progress(self.folder)
+
+    def _watch(self) -> None:
+        from tqdm.auto import tqdm
+
+        while not self._stop.wait(self.every):
+            found = self.latest()
+            if not found or not found.get("steps"):
+                continue
+            if self._bar is None:
+                self._bar = tqdm(total=int(found["steps"]), desc=f"  {self.stage} steps", unit="step", position=2,
+                                 leave=False)
+            self._bar.total = int(found["steps"])
+            self._bar.n = int(found.get("step") or 0)
+            loss = found.get("loss")
+            self._bar.set_postfix_str("" if loss is None else f"loss {loss:.3f}", refresh=False)
+            self._bar.refresh()
 
 
 class StageFailed(RuntimeError):
@@ -152,14 +210,15 @@ def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
         stages[name] = {"status": "running", "notebook": str(executed), "parameters": params}
         io.write_json(manifest_path, manifest)
         try:
-            pm.execute_notebook(
-                str(NOTEBOOK_DIR / notebook),
-                str(executed),
-                parameters=params,
-                kernel_name=settings.kernel_name,
-                cwd=str(NOTEBOOK_DIR),
-                progress_bar={"desc": f"  {notebook}", "position": 1, "leave": False} if progress else False,
-            )
+            with StageProgress(out / TRAINING_FOLDERS[name] if name in TRAINING_FOLDERS and progress else None, name):
+                pm.execute_notebook(
+                    str(NOTEBOOK_DIR / notebook),
+                    str(executed),
+                    parameters=params,
+                    kernel_name=settings.kernel_name,
+                    cwd=str(NOTEBOOK_DIR),
+                    progress_bar={"desc": f"  {notebook}", "position": 1, "leave": False} if progress else False,
+                )
         except pm.PapermillExecutionError as err:
             stages[name].update(status="failed", seconds=round(time.time() - t0, 1))
             stages[name]["error"] = {"cell": err.exec_count, "ename": err.ename, "evalue": err.evalue}

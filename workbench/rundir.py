@@ -35,6 +35,8 @@ DATA, BASE, SFT, GRPO, EVAL, NOTEBOOKS = "data", "base", "sft", "grpo", "eval", 
 """Stage folders of a run folder."""
 MANIFEST, METRICS, REPORT = "manifest.json", "metrics.json", "report.html"
 """Files of a run folder."""
+PROGRESS = "progress.json"
+"""A training stage's progress in its output folder (`train.progress.ProgressCallback`)."""
 MODEL_STAGES = (SFT, GRPO)
 """Model folders of a run folder that answer questions, in training order (the last finished one is
 the main model); `BASE` only grounds, so evaluation leaves it out."""
@@ -176,3 +178,21 @@ def save_model(model, processor, out_dir: str | os.PathLike) -> None:
     for name in [n for n in names if n != "config.json"] + ["config.json"]:
         os.replace(tmp / name, out / name)
     tmp.rmdir()
+
+
+def write_progress(out_dir: str | os.PathLike, progress: dict) -> None:
+    """`progress` as `{out_dir}/progress.json`, written atomically (a reader never sees half of it)."""
+    path = Path(out_dir) / PROGRESS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{PROGRESS}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(progress, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_progress(out_dir: str | os.PathLike) -> dict | None:
+    """The progress a training stage last wrote into `out_dir`, or None (none yet, or unreadable)."""
+    try:
+        found = json.loads((Path(out_dir) / PROGRESS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None

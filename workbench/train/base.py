@@ -371,7 +371,7 @@ def train_base(data_dir: str | os.PathLike, out_dir: str | os.PathLike, settings
                                  option_style=prompting["option_style"],
                                  log=None if settings.disable_tqdm else _print_copy_log)
     train = training_examples(dd["train"], settings, depth=M.uses_depth(model), **prompting)
-    trainer = sft.build_trainer(model, processor, train, out, trainer_settings, callbacks)
+    trainer = sft.build_trainer(model, processor, train, out, trainer_settings, callbacks, stage="base")
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     train_time = time.perf_counter() - t0

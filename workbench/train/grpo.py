@@ -54,6 +54,7 @@ from workbench.tasks import rewards as rewards_mod
 from workbench.train.alarms import ALARMS_LOG, AlarmCallback
 from workbench.train.dynamic_sampling import SAMPLES_LOG, DynamicSamplingGRPOTrainer
 from workbench.train.grpo_settings import PATH_MODES, GRPOSettings
+from workbench.train.progress import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def train_grpo(
         train_dataset=train,
         processing_class=processor,
         peft_config=peft_config,
-        callbacks=[alarms, *callbacks],
+        callbacks=[alarms, ProgressCallback("grpo"), *callbacks],
         ds_settings=settings,
     )
     if trainer.is_world_process_zero():

@@ -351,18 +351,20 @@ def make_collator(processor, settings: SFTSettings):
     )
 
 
-def build_trainer(model, processor, train_dataset, out_dir, settings: SFTSettings, callbacks=()):
-    """The TRL `SFTTrainer` over `train_dataset` (from `training_examples`) with `make_collator`."""
+def build_trainer(model, processor, train_dataset, out_dir, settings: SFTSettings, callbacks=(), stage: str = "sft"):
+    """The TRL `SFTTrainer` over `train_dataset` (from `training_examples`) with `make_collator`;
+    it writes its progress for `workbench run` (`train.progress`, named `stage`)."""
     from trl import SFTTrainer
 
     from workbench import model as M
+    from workbench.train.progress import ProgressCallback
     return SFTTrainer(
         model=model,
         args=sft_config(out_dir, settings, pretrained=not M.is_region_model(model)),
         data_collator=make_collator(processor, settings),
         train_dataset=train_dataset,
         processing_class=processor,
-        callbacks=list(callbacks),
+        callbacks=[ProgressCallback(stage), *callbacks],
     )
 
 
