@@ -44,3 +44,16 @@ def test_another_version_warns_once(monkeypatch):
         compat.check_version("plotly")
         compat.check_version("plotly")
     assert len(caught) == 1 and "plotly==0.0.1" in str(caught[0].message)
+
+
+def test_quiet_known_warnings_silences_only_the_listed_ones():
+    import warnings
+
+    from workbench import compat
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compat.quiet_known_warnings()
+        warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
+        warnings.warn("something else is deprecated", FutureWarning)
+    assert [str(w.message) for w in caught] == ["something else is deprecated"]

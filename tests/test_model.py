@@ -770,3 +770,22 @@ def test_ask_says_so_when_the_model_writes_nothing(saved, capsys, monkeypatch):
     code = main(["ask", "--model", str(saved / "model"), "--data", str(saved / "data"), "--split", "val", "--index", "0"])
     captured = capsys.readouterr()
     assert code == 0 and captured.out == "\n" and "the model wrote nothing" in captured.err
+
+
+def test_a_loaded_processor_pads_without_the_max_length_warning(saved, tmp_path):
+    """A tokenizer saved after training keeps the collator's truncation; loading forgets it, so
+    TRL's GRPO prompts (`padding=True`) do not warn on every batch."""
+    import warnings
+
+    from PIL import Image
+
+    model, processor = M.load(saved / "model")
+    processor.tokenizer._tokenizer.enable_truncation(1024)  # what TRL's collator leaves behind
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert '"max_length": 1024' in (tmp_path / "tokenizer.json").read_text()
+    _, processor = M.load(tmp_path)
+    text = "<|vision_start|><|image_pad|><|vision_end|>a"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        processor(images=[Image.new("RGB", (112, 112))] * 2, text=[text, text + " b"], padding=True, return_tensors="pt")

@@ -170,3 +170,30 @@ def sync_figure_widget(widget) -> None:
     check_version("plotly")
     widget._widget_layout = deepcopy(widget._layout_obj._props)
     widget._widget_data = deepcopy(widget._data)
+
+
+def clear_saved_truncation(tokenizer) -> None:
+    """Forget the truncation a saved fast tokenizer brought back from training (TRL's collator sets
+    `max_length` on the backend; `save_pretrained` writes it into tokenizer.json, and loading turns
+    it into a default `max_length`, which every later `padding=True` call, TRL's GRPO prompts
+    included, then warns about: "`max_length` is ignored when `padding`=`True`"). Reads the private
+    `_tokenizer` backend of a transformers fast tokenizer."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is not None and getattr(backend, "truncation", None) is not None:
+        backend.no_truncation()
+    tokenizer.init_kwargs.pop("max_length", None)
+
+
+KNOWN_THIRD_PARTY_WARNINGS = (
+    # TRL 1.16's generation context (trl/models/utils.py) reads transformers' deprecated
+    # `is_gradient_checkpointing` on every GRPO generation step.
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+)
+"""Warnings raised inside pinned libraries on the workbench's normal paths, with nothing a user
+can do about them (category, message regex)."""
+
+
+def quiet_known_warnings() -> None:
+    """Ignore `KNOWN_THIRD_PARTY_WARNINGS` (and only those) for the rest of the process."""
+    for category, message in KNOWN_THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)

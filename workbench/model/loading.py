@@ -16,6 +16,7 @@ from transformers import (
 )
 from transformers.processing_utils import ProcessorMixin
 
+from workbench import compat
 from workbench.model.architecture import (
     RegionQwen2_5_VLForConditionalGeneration,
     is_region_model,
@@ -196,6 +197,7 @@ def load(
     if not is_region_model(model):
         _add_region_token(model, processor)
     tokenizer = processor.tokenizer
+    compat.clear_saved_truncation(tokenizer)
     if model.generation_config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if device is not None:

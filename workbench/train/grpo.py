@@ -43,7 +43,7 @@ import torch
 from peft import PeftModel
 from trl import GRPOConfig
 
-from workbench import io, rundir
+from workbench import compat, io, rundir
 from workbench import model as model_mod
 from workbench.dataset import load_dataset_dir
 from workbench.model import depth as depth_codec
@@ -263,6 +263,7 @@ def train_grpo(
     args = grpo_config(settings, out, pretrained, use_vllm, suppressed_tokens(processor))
     args.reward_weights = list(weights)
     alarms = AlarmCallback.from_settings(settings, output_dir=out)
+    compat.quiet_known_warnings()
     model_mod.publish_model_class()  # TRL may have been imported first: name the class for its reference model
     trainer = DynamicSamplingGRPOTrainer(
         model=model,
