@@ -54,6 +54,6 @@ def test_quiet_known_warnings_silences_only_the_listed_ones():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         compat.quiet_known_warnings()
-        warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
-        warnings.warn("something else is deprecated", FutureWarning)
+        warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning, stacklevel=1)
+        warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else is deprecated"]

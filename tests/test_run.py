@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import nbformat
 import pytest
@@ -136,6 +137,25 @@ def test_smoke_run_writes_manifest_metrics_and_report(smoke_run):
     assert metrics and {"model", "path", "split", "category", "n"} <= set(metrics[0])
     report = (out / "report.html").read_text()
     assert "<table>" in report and "plotly" in report.lower()
+    summary = report.split("<h2>Run</h2>")[0]  # the report opens with what smoke shows and the headline table
+    assert "A smoke run checks that the whole pipeline runs" in summary and "Headline numbers" in summary
+    assert "blank image" in summary and "Base stage: on" in summary
+    assert "<details><summary>Full table" in report and "optimizer step" in report
+
+
+def test_headline_table_orders_baselines_then_stages_and_skips_other_rows():
+    from workbench import report
+
+    def row(model, path, split="val", category="all", acc=0.5):
+        return {"model": model, "path": path, "split": split, "category": category, "choice_accuracy": acc, "n": 10}
+
+    metrics = [row("grpo", "dtr", acc=0.9), row("sft", "lor"), row("language_prior", "lor", acc=0.7),
+               row("chance", "lor"), row("sft", "auto"), row("sft", "lor", category="left_right", acc=0.1),
+               row("sft", "lor", split="test_ood", acc=0.3)]
+    page = report.headline_table(metrics)
+    names = re.findall(r"<tr[^>]*><td class='l'>([^<]+)</td><td class='l'>(\w+)</td>", page)
+    assert names == [("chance", "lor"), ("blank image", "lor"), ("sft", "lor"), ("grpo", "dtr")]
+    assert "0.100" not in page and "auto" not in page and page.index(">val<") < page.index(">test_ood<")
 
 
 @pytest.mark.slow

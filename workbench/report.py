@@ -1,8 +1,11 @@
 """The self-contained `report.html` of a run (written by `workbench run`).
 
-It reads only files on disk: `manifest.json`, `eval/metrics.json` and the `trainer_state.json`
-(Hugging Face Trainer's `log_history`) that the SFT and GRPO stages save, so it can be re-made
-for any finished run folder: `workbench.report.render(Path("runs/smoke"), manifest)`.
+It opens with a summary (what the profile's numbers mean, the base stage's grounding, the headline
+table per model, path and split next to chance and the blank-image baseline, the GRPO alarms),
+then the training curves, and ends with the full metric table folded. It reads only files on
+disk: `manifest.json`, `eval/metrics.json`, `base/base_summary.json`, `grpo/alarms.jsonl` and the
+`trainer_state.json` (Hugging Face Trainer's `log_history`) the training stages save, so it can
+be re-made for any finished run folder: `workbench.report.render(Path("runs/smoke"), manifest)`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ def render(out: Path, manifest: dict[str, Any]) -> str:
     out = Path(out)
     metrics = _read_json(out / rundir.EVAL / rundir.METRICS) or []
     figures = []
-    for stage in rundir.MODEL_STAGES:
+    for stage in (rundir.BASE, *rundir.MODEL_STAGES):
         history = training_history(out / stage)
         if history:
             figures.append((f"{stage.upper()} training", _history_figure(history, stage)))
@@ -36,6 +39,12 @@ def render(out: Path, manifest: dict[str, Any]) -> str:
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
         "th{background:#f0f0f0}td.l{text-align:left}</style></head><body>",
         "<h1>SR-ReaL workbench run</h1>",
+        f"<p>{html.escape(PROFILE_NOTES.get(str(manifest.get('profile')), ''))}</p>",
+        _base_line(out),
+        "<h2>Headline numbers</h2>",
+        headline_table(metrics) if metrics else "<p>No evaluation metrics in this run.</p>",
+        _alarms(out),
+        "<h2>Run</h2>",
         _summary_table(manifest),
     ]
     include = "inline"
@@ -43,10 +52,80 @@ def render(out: Path, manifest: dict[str, Any]) -> str:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(pio.to_html(fig, include_plotlyjs=include, full_html=False))
         include = False  # plotly.js once per page
-    parts.append("<h2>Results</h2>")
-    parts.append(metrics_table(metrics) if metrics else "<p>No evaluation metrics in this run.</p>")
+    if metrics:
+        parts.append(f"<details><summary>Full table: every model, path, split and category ({len(metrics)} rows)"
+                     f"</summary>{metrics_table(metrics)}</details>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+PROFILE_NOTES = {
+    "smoke": "A smoke run checks that the whole pipeline runs, in minutes on a laptop CPU. Its models "
+             "train for a few steps on a few dozen examples: scores near zero, empty completions and "
+             "flat GRPO curves are expected here. Numbers that mean something come from --profile default.",
+    "default": "The real small run on a CPU: the built-in tiny model, its base stage, cold-start SFT and "
+               "GRPO, evaluated on held-out questions next to chance, the blank-image baseline and the oracle.",
+    "gpu": "The GPU profile: more data and steps, or a pretrained VLM with LoRA.",
+}
+"""What a profile's numbers show, the report's first line."""
+BASELINE_NAMES = {"chance": "chance", "language_prior": "blank image", "oracle": "oracle"}
+"""Baseline models of the evaluation, as the headline table names them."""
+
+
+def headline_table(metrics: list[dict[str, Any]]) -> str:
+    """The `all` rows of the LOR and DTR paths: one row per model and path (baselines first), one
+    column group per split: choice accuracy, numeric MRA, DTR center error and n."""
+    rows = [r for r in metrics if r.get("category") == "all" and r.get("path") in ("lor", "dtr")]
+    splits = [s for s in ("val", "test", "test_ood") if any(r["split"] == s for r in rows)]
+    splits += sorted({r["split"] for r in rows} - set(splits))
+    trained = {r["model"] for r in rows} - set(BASELINE_NAMES)
+    order = [*BASELINE_NAMES, *[m for m in rundir.MODEL_STAGES if m in trained], *sorted(trained - set(rundir.MODEL_STAGES))]
+    keys = sorted({(r["model"], r["path"]) for r in rows}, key=lambda k: (order.index(k[0]), k[1] != "lor"))
+    by_key = {(r["model"], r["path"], r["split"]): r for r in rows}
+    head = "<tr><th rowspan=2>model</th><th rowspan=2>path</th>" + "".join(
+        f"<th colspan=4>{html.escape(s)}</th>" for s in splits) + "</tr><tr>" + "".join(
+        "<th>choice</th><th>MRA</th><th>center (m)</th><th>n</th>" for _ in splits) + "</tr>"
+    body = []
+    for model, path in keys:
+        cells = f"<td class='l'>{html.escape(BASELINE_NAMES.get(model, model))}</td><td class='l'>{path}</td>"
+        for split in splits:
+            r = by_key.get((model, path, split), {})
+            cells += "".join(f"<td>{_fmt(r.get(k))}</td>" for k in ("choice_accuracy", "number_mra", "center_error_m", "n"))
+        style = " style='color:#777'" if model in BASELINE_NAMES else ""
+        body.append(f"<tr{style}>{cells}</tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def _base_line(out: Path) -> str:
+    """The base stage's grounding of held-out regions, when the run has one."""
+    summary = _read_json(out / rundir.BASE / "base_summary.json") or {}
+    g = summary.get("grounding") or {}
+    if g.get("center_error_m") is None:
+        return ""
+    return (f"<p>Base stage: on {g['n']} held-out regions the base model writes a readable center for "
+            f"{g['parsed']}; their median error is {g['center_error_m']:.2f} m (always answering the mean "
+            f"training center: {_fmt(g.get('mean_guess_error_m'))} m).</p>")
+
+
+def _alarms(out: Path) -> str:
+    """The GRPO alarms (`grpo/alarms.jsonl`), a line each."""
+    path = out / rundir.GRPO / "alarms.jsonl"  # train.alarms.ALARMS_LOG (the report sits above train)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    found = []
+    for line in lines:
+        try:
+            found.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+    if not found:
+        return "<p>GRPO raised no training alarm.</p>"
+    items = "".join(f"<li>step {_fmt(a.get('step'))} [{html.escape(str(a.get('kind', '?')))}]: "
+                    f"{html.escape(str(a.get('message', '')))}</li>" for a in found[:20])
+    more = f"<li>... and {len(found) - 20} more in grpo/alarms.jsonl</li>" if len(found) > 20 else ""
+    return f"<h3>GRPO alarms ({len(found)})</h3><ul>{items}{more}</ul>"
 
 
 def training_history(stage_dir: Path) -> list[dict[str, Any]]:
@@ -90,14 +169,15 @@ def _history_figure(history: list[dict[str, Any]], stage: str):
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    keys = ["loss"] if stage == "sft" else ["reward", "rewards/accuracy/mean", "rewards/format/mean", "rewards/detect/mean"]
+    keys = ["loss"] if stage in (rundir.BASE, rundir.SFT) else ["reward", "rewards/accuracy/mean", "rewards/format/mean", "rewards/detect/mean"]
     keys += [k for k in ("eval_loss", "dynamic_sampling/kept_group_fraction") if any(k in h for h in history)]
     for key in keys:
         points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
         if points:
             steps, values = zip(*points)
             fig.add_scatter(x=steps, y=values, mode="lines+markers", name=key)
-    fig.update_layout(xaxis_title="step", height=350, margin=dict(t=20, b=40))
+    fig.update_layout(xaxis_title="optimizer step", yaxis_title="loss" if keys[0] == "loss" else "reward",
+                      height=350, margin=dict(t=20, b=40))
     return fig
 
 
@@ -117,6 +197,8 @@ def _summary_figure(metrics: list[dict[str, Any]]):
             fig.add_bar(x=x, y=y, name=split, legendgroup=split, showlegend=col == 1, row=1, col=col,
                         marker_color=palette[i % len(palette)])
     fig.update_yaxes(range=[0, 1])
+    fig.update_yaxes(title_text="share of questions right", row=1, col=1)
+    fig.update_yaxes(title_text="mean relative accuracy", row=1, col=2)
     fig.update_layout(barmode="group", height=420, margin=dict(t=40, b=120))
     return fig
 
