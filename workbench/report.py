@@ -100,8 +100,10 @@ def _base_line(out: Path) -> str:
     """The base stage's grounding of held-out regions, when the run has one."""
     summary = _read_json(out / rundir.BASE / "base_summary.json") or {}
     g = summary.get("grounding") or {}
-    if g.get("center_error_m") is None:
+    if not g.get("n"):
         return ""
+    if g.get("center_error_m") is None:
+        return f"<p>Base stage: on {g['n']} held-out regions the base model wrote no readable center.</p>"
     return (f"<p>Base stage: on {g['n']} held-out regions the base model writes a readable center for "
             f"{g['parsed']}; their median error is {g['center_error_m']:.2f} m (always answering the mean "
             f"training center: {_fmt(g.get('mean_guess_error_m'))} m).</p>")
