@@ -83,6 +83,17 @@ for line in open(sys.argv[1]):
 if bad:
     sys.exit("setup: .venv does not match " + sys.argv[1] + ":\n  " + "\n  ".join(bad))
 PY
+# JupyterLab: no "Build Recommended" dialog. open3d's dash dependency installs an old-style source
+# extension (@plotly/dash-jupyterlab) that asks for a rebuild on every launch; the prebuilt
+# extensions the notebooks use need none. Merged into the page config JupyterLab reads first.
+.venv/bin/python - <<'PY'
+import json, pathlib
+path = pathlib.Path(".venv/etc/jupyter/labconfig/page_config.json")
+config = json.loads(path.read_text()) if path.exists() else {}
+config.update(buildCheck=False, buildAvailable=False)
+path.parent.mkdir(parents=True, exist_ok=True)
+path.write_text(json.dumps(config, indent=2) + "\n")
+PY
 .venv/bin/python - <<'PY'
 import open3d, torch, transformers, trl, peft, gradio, papermill  # noqa: F401 - fail here, not later
 print(f"setup: ok (torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, open3d {open3d.__version__})")

@@ -41,3 +41,12 @@ def test_notebook_executes_without_errors(notebook, smoke_run):
     assert all(c.get("execution_count") for c in code), f"{notebook}: not every cell ran"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{notebook}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+
+
+def test_jupyterlab_starts_without_the_build_dialog():
+    """scripts/setup.sh turns off JupyterLab's build check (open3d's dash dependency brings a
+    source extension that would ask for a rebuild on every launch)."""
+    from jupyterlab_server.config import get_static_page_config
+
+    config = get_static_page_config(level="all")
+    assert config.get("buildCheck") is False and config.get("buildAvailable") is False
