@@ -126,3 +126,21 @@ def test_an_interrupted_base_stage_resumes_and_a_foreign_folder_is_refused(smoke
     code = cli_main(["base", "--data", str(smoke_data), "--out", str(foreign), "--max-steps", "1"])
     assert code == 2 and "is not a base-stage run" in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_sft_blends_grounding_of_the_marked_regions_when_asked(splits):
+    train = splits["train"]
+    plain = sft_examples.training_examples(train, "cot_only", seed=1)
+    blended = sft_examples.training_examples(train, "cot_only", seed=1, grounding=("ground_3d",))
+    regions = sum(len(r["regions"]) for r in train.select_columns(["task", "regions"]) if r["task"] in schema.QA_TASKS)
+    assert len(blended) == len(plain) + regions
+    items = blended[: len(blended)]
+    grounded = [(i, m) for i, t, m in zip(items["id"], items["task"], items["messages"]) if t == "ground_3d"]
+    assert len(grounded) == regions
+    for row_id, messages in grounded[:10]:
+        source, k = row_id.rsplit("/ground_3d", 1)
+        row = base.grounding_row(train[[r for r in train["id"]].index(source)], "ground_3d", int(k), seed=1)
+        assert messages[-1]["content"][0]["text"] == row["lor_target"] == questions.recompute_answer(row)
+        assert messages[0]["content"][0]["text"] == prompts.system_prompt("plain", "full")
+    with pytest.raises(ValueError, match="unknown grounding tasks"):
+        sft.SFTSettings(grounding="ground_5d")

@@ -8,6 +8,8 @@
 #   bash experiments/base_stage/run.sh RUN_DIR [OUT]         # OUT defaults to runs/base_stage
 #   BASE_STEPS=1000 bash ...                                 # grounding steps (default: the profile's)
 #   PROFILE=smoke bash ...                                   # a quick check of the script
+#   GRPO=1 bash ...                                          # then GRPO from that SFT model, evaluated
+#                                                            # into OUT/eval_grpo
 #
 # Resumable step by step: a killed stage continues from its last checkpoint when the command is
 # repeated; a finished stage is skipped. Results: OUT/base/base_summary.json (grounding of val
@@ -34,5 +36,17 @@ fi
 if [ ! -f "$out/eval/metrics.json" ]; then
   "$bin/workbench" eval --model "sft=$out/sft" --data "$run_dir/data" --out "$out/eval" --profile "$profile" \
     --baselines chance,oracle,language_prior --no-progress --overwrite
+fi
+if [ -n "${GRPO:-}" ]; then
+  if [ ! -f "$out/grpo/config.json" ]; then
+    resume=()
+    [ -d "$out/grpo" ] && resume=(--resume)
+    "$bin/workbench" grpo --model "$out/sft" --data "$run_dir/data" --out "$out/grpo" --profile "$profile" "${resume[@]}"
+  fi
+  if [ ! -f "$out/eval_grpo/metrics.json" ]; then
+    "$bin/workbench" eval --model "grpo=$out/grpo" --data "$run_dir/data" --out "$out/eval_grpo" --profile "$profile" \
+      --baselines chance,oracle,language_prior --no-progress --overwrite
+  fi
+  echo "done: $out/eval_grpo/metrics.json"
 fi
 echo "done: $out/eval/metrics.json"

@@ -48,6 +48,7 @@ from typing import Any
 from workbench import io, rundir, schema
 from workbench.settings import PROFILES, add_set_argument, check_profile, check_steps, from_preset, parse_set
 from workbench.train import copying
+from workbench.train.examples import GROUNDING_TASKS, grounding_row
 from workbench.train.sft import COPY_WARMUP_STEPS, SFTSettings
 
 SUMMARY = "base_summary.json"
@@ -58,7 +59,7 @@ BASE_MARKS = (SUMMARY, SETTINGS_FILE, "trainer_state.json", "config.json", "runs
 """Files and folders that make a folder a base-stage run."""
 ROW_TASKS = ("ground_3d", "ground_2d", "caption", "general_qa")
 """Dataset rows the stage trains on as they are (general questions on the LOR path)."""
-DERIVED_TASKS = ("ground_3d", "ground_2d")
+DERIVED_TASKS = GROUNDING_TASKS
 """Grounding examples a marked region of a train question can give (`BaseSettings.derived_tasks`)."""
 CONFIG_KEY = "workbench_base_steps"
 """Config attribute recording the grounding steps a model has had in this stage."""
@@ -201,34 +202,6 @@ def example_index(split, settings: BaseSettings) -> list[tuple[int, str, int]]:
         if task in schema.QA_TASKS:
             out += [(i, kind, k) for k in range(len(marked or ())) for kind in settings.derived_tasks]
     return out
-
-
-def grounding_row(row: dict[str, Any], task: str, k: int, seed: int = 0) -> dict[str, Any]:
-    """A `ground_3d` / `ground_2d` row made from region `k` of a question row: same image, depth
-    and geometry, one region, a grounding question (the wording drawn with `seed`) and its target.
-
-    >>> row = {"id": "s1-q0", "task": "region_qa", "regions": [{"label": "red box", "kind": "box",
-    ...        "object_index": 0, "bbox_2d": [1, 2, 30, 40]}], "objects": [{"name": "cube",
-    ...        "center": [0.3, -0.2, 2.5], "bbox_2d": [1, 2, 30, 40]}], "centers": {}}
-    >>> g = grounding_row(row, "ground_3d", 0)
-    >>> g["id"], g["lor_target"], schema.centers_of(g)
-    ('s1-q0/ground_3d0', '<3d_box center="0.30,-0.20,2.50">cube (red box)</3d_box>', {'red box': [0.3, -0.2, 2.5]})
-    """
-    import numpy as np
-
-    from workbench.dataset.build import GROUND_2D_TEMPLATES, GROUND_3D_TEMPLATES
-    from workbench.tasks import traces
-    region = row["regions"][k]
-    obj = row["objects"][region["object_index"]]
-    label = region["label"]
-    templates = GROUND_3D_TEMPLATES if task == "ground_3d" else GROUND_2D_TEMPLATES
-    pick = int(np.random.default_rng([seed, k, sum(map(ord, str(row["id"])))]).integers(len(templates)))
-    target = (traces.box3d(obj["center"], obj["name"], label) if task == "ground_3d"
-              else traces.box2d(obj["bbox_2d"], obj["name"], label))
-    return {**row, "id": f"{row['id']}/{task}{k}", "task": task, "category": task, "regions": [region],
-            "question": templates[pick].format(label=label), "answer_type": "text", "answer": target,
-            "choices": [], "path": "dtr", "centers": json.dumps({label: [float(v) for v in obj["center"]]}),
-            "lor_target": target, "dtr_target": target}
 
 
 def training_examples(split, settings: BaseSettings, depth: bool = False, region_coords: bool = True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from workbench import schema
 from workbench.model import depth as depth_codec
@@ -24,6 +25,8 @@ BLENDS: dict[str, dict[str, tuple[str, ...]]] = {
 REQUIRED_COLUMNS = ("id", "task", "image", "regions", "question", "category", "answer_type", "answer",
                     "choices", "path", "centers", "lor_target", "dtr_target")
 """Columns SFT reads from the dataset (`schema.COLUMNS` is the full contract)."""
+GROUNDING_TASKS = ("ground_3d", "ground_2d")
+"""Grounding examples a marked region of a question row can give (`grounding_row`)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +74,7 @@ def example_index(tasks: Sequence[str], blend: str) -> list[tuple[int, str]]:
 
 def training_examples(rows, blend: str = "blend", region_coords: bool = True, max_examples: int = 0, seed: int = 0,
                       group_size: int = 1, system: str = "full", option_style: str = "letter_first",
-                      depth: bool = False, depth_dropout: float = 0.0):
+                      depth: bool = False, depth_dropout: float = 0.0, grounding: Sequence[str] = ()):
     """The `datasets.Dataset` TRL trains on, one item per (row, path) of `blend`, shuffled with
     `seed` (`max_examples` > 0 keeps the first ones). `group_size` > 1 orders the items so that
     each consecutive group of that many shares one path (see `group_by_path`), with the groups in
@@ -83,12 +86,21 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     gives all three). `depth`: each image carries its row's depth (`model.depth.attach`, for a model
     that embeds depth, `model.uses_depth(model)`), except a seeded `depth_dropout` share of the
     examples, so the model also learns to answer without depth (an upload has none).
+    `grounding` (`GROUNDING_TASKS`): each region a QA row marks also gives one plain example per
+    task, made on access (`grounding_row`): the blend's grounding for data without grounding rows.
     """
     import datasets as hf
     import numpy as np
 
     tasks = list(rows["task"])  # a plain list: indexing a datasets Column reads the table each time
-    index = example_index(tasks, blend)
+    index = [(i, path, -1) for i, path in example_index(tasks, blend)]
+    unknown = [t for t in grounding if t not in GROUNDING_TASKS]
+    if unknown:
+        raise ValueError(f"unknown grounding tasks {unknown}; choose from {GROUNDING_TASKS}")
+    if grounding:
+        marked = list(rows["regions"])
+        index += [(i, f"plain:{task}", k) for i, t in enumerate(tasks) if t in schema.QA_TASKS
+                  for k in range(len(marked[i] or ())) for task in grounding]
     if not index:
         raise ValueError(f"the training split has no rows for blend {blend!r} (tasks {BLENDS[blend]['tasks']})")
     order = np.random.default_rng(seed).permutation(len(index))
@@ -101,6 +113,7 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
         raise ValueError(f"depth_dropout must be in [0, 1], got {depth_dropout!r}")
     columns = ("id", "task", "image", "regions", "question", "choices", "lor_target", "dtr_target")
     columns += ("depth", "intrinsics") if depth else ()
+    columns += ("objects",) if grounding else ()
     kept = [c for c in columns if c in rows.column_names]
     source = rows.select_columns(kept)  # no copy; geometry (and depth, unless asked) is never read
     if "depth" in kept:  # as numpy: python lists of 112 x 112 floats cost 75 ms a batch of 8
@@ -109,25 +122,60 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
 
     def make(batch: dict[str, list]) -> dict[str, list]:
         src = source[list(batch["row"])]  # dict of columns, images decoded
-        out: dict[str, list] = {"messages": [], "image": list(src["image"]), "id": src["id"], "task": src["task"],
-                                "path": list(batch["path"])}
-        for k, path in enumerate(batch["path"]):
+        out: dict[str, list] = {"messages": [], "image": list(src["image"]), "id": list(src["id"]),
+                                "task": list(src["task"]), "path": list(batch["path"])}
+        for k, (path, region) in enumerate(zip(batch["path"], batch["region"])):
             row = {c: src[c][k] for c in kept}
+            if region >= 0:  # a grounding example of one marked region
+                row = grounding_row(row, path.split(":", 1)[1], region, seed)
+                out["id"][k], out["task"][k] = row["id"], row["task"]
             if depth:  # the same draw for an example in every epoch
-                dropped = np.random.default_rng([seed, int(batch["row"][k]), path_code[path]]).random() < depth_dropout
+                code = [path_code.get(path, 2), region + 1]
+                dropped = np.random.default_rng([seed, int(batch["row"][k]), *code]).random() < depth_dropout
                 out["image"][k] = depth_codec.row_image(row, with_depth=not dropped)
-            out["messages"].append(prompts.to_messages(row, "auto" if path == "plain" else path,
+            out["messages"].append(prompts.to_messages(row, "auto" if path.startswith("plain") else path,
                                                        region_coords=region_coords, with_target=True,
                                                        system=system, option_style=option_style))
         return out
 
-    raw = hf.Dataset.from_dict({"row": [i for i, _ in picked], "task": [tasks[i] for i, _ in picked],
-                                "path": [p for _, p in picked]})
+    raw = hf.Dataset.from_dict({"row": [i for i, _, _ in picked],
+                                "task": [p.split(":", 1)[1] if k >= 0 else tasks[i] for i, p, k in picked],
+                                "path": [p for _, p, _ in picked], "region": [k for _, _, k in picked]})
     return raw.with_transform(make)
 
 
-def group_by_path(items: Sequence[tuple[int, str]], size: int, seed: int = 0) -> list[tuple[int, str]]:
-    """`items` (row, path) reordered into consecutive groups of `size` with one path each (DTR
+def grounding_row(row: dict[str, Any], task: str, k: int, seed: int = 0) -> dict[str, Any]:
+    """A `ground_3d` / `ground_2d` row made from region `k` of a question row: same image, depth
+    and geometry, one region, a grounding question (the wording drawn with `seed`) and its target.
+
+    >>> row = {"id": "s1-q0", "task": "region_qa", "regions": [{"label": "red box", "kind": "box",
+    ...        "object_index": 0, "bbox_2d": [1, 2, 30, 40]}], "objects": [{"name": "cube",
+    ...        "center": [0.3, -0.2, 2.5], "bbox_2d": [1, 2, 30, 40]}], "centers": {}}
+    >>> g = grounding_row(row, "ground_3d", 0)
+    >>> g["id"], g["lor_target"], schema.centers_of(g)
+    ('s1-q0/ground_3d0', '<3d_box center="0.30,-0.20,2.50">cube (red box)</3d_box>', {'red box': [0.3, -0.2, 2.5]})
+    """
+    import json
+
+    import numpy as np
+
+    from workbench.dataset.build import GROUND_2D_TEMPLATES, GROUND_3D_TEMPLATES
+    from workbench.tasks import traces
+    region = row["regions"][k]
+    obj = row["objects"][region["object_index"]]
+    label = region["label"]
+    templates = GROUND_3D_TEMPLATES if task == "ground_3d" else GROUND_2D_TEMPLATES
+    pick = int(np.random.default_rng([seed, k, sum(map(ord, str(row["id"])))]).integers(len(templates)))
+    target = (traces.box3d(obj["center"], obj["name"], label) if task == "ground_3d"
+              else traces.box2d(obj["bbox_2d"], obj["name"], label))
+    return {**row, "id": f"{row['id']}/{task}{k}", "task": task, "category": task, "regions": [region],
+            "question": templates[pick].format(label=label), "answer_type": "text", "answer": target,
+            "choices": [], "path": "dtr", "centers": json.dumps({label: [float(v) for v in obj["center"]]}),
+            "lor_target": target, "dtr_target": target}
+
+
+def group_by_path(items: Sequence[tuple], size: int, seed: int = 0) -> list[tuple]:
+    """`items` (row, path, ...) reordered into consecutive groups of `size` with one path each (DTR
     prompts are about twice as long as LOR ones, so a mixed batch is mostly padding), the groups
     in seeded random order; what is left of each path (fewer than `size`) goes last, so that
     every batch boundary stays on a group boundary.
@@ -138,7 +186,7 @@ def group_by_path(items: Sequence[tuple[int, str]], size: int, seed: int = 0) ->
     import numpy as np
 
     groups, rest = [], []
-    for path in sorted({p for _, p in items}):
+    for path in sorted({item[1] for item in items}):
         same = [item for item in items if item[1] == path]
         full = len(same) - len(same) % size
         groups += [same[i : i + size] for i in range(0, full, size)]

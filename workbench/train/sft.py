@@ -92,6 +92,11 @@ class SFTSettings:
     """The 3D positional embedding (`model.DEPTH_MODES`: none | relative | metric) of a new built-in
     model, or added to a pretrained Qwen2.5-VL; "" = the built-in model profile's (`metric`), the
     paper's (`relative`) for a Qwen2.5-VL. A saved built-in model keeps its own."""
+    grounding: tuple[str, ...] = ()
+    """Grounding blended in from the question rows (`examples.GROUNDING_TASKS`): each region a train
+    question marks also gives one region -> 3D center (`ground_3d`) or region -> 2D box example, on
+    the plain prompt. The paper's cold start blends grounding data with the traces; this gives it to
+    data without grounding rows (the `default` profile's). () = none."""
     max_train_examples: int = 0
     """Use at most this many training examples (a seeded random subset); 0 = all."""
     group_by_path: bool = True
@@ -213,6 +218,11 @@ class SFTSettings:
 
     def __post_init__(self):
         check_profile(self.profile)
+        from workbench.settings import as_names
+        from workbench.train.examples import GROUNDING_TASKS
+        self.grounding = as_names(self.grounding)
+        if [t for t in self.grounding if t not in GROUNDING_TASKS]:
+            raise ValueError(f"unknown grounding tasks {list(self.grounding)}; choose from {GROUNDING_TASKS}")
         if self.blend not in BLENDS:
             raise ValueError(f"unknown blend {self.blend!r}; choose one of {tuple(BLENDS)}")
         if self.model_profile not in ("", *PROFILES):
@@ -434,7 +444,8 @@ def train_sft(
                                  log=None if settings.disable_tqdm else _print_copy_log)
     train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
                               group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
-                              depth=M.uses_depth(model), depth_dropout=settings.depth_dropout, **prompting)
+                              depth=M.uses_depth(model), depth_dropout=settings.depth_dropout,
+                              grounding=settings.grounding, **prompting)
     raw = train.with_format(None)
     trainer = build_trainer(model, processor, train, out, settings, callbacks)
 
