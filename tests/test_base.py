@@ -86,7 +86,9 @@ def test_grounding_eval_scores_the_written_centers(splits, monkeypatch):
     answers[1] = re.sub('center="[^"]*"', 'center="9,9,20"', answers[1])  # metres off
     monkeypatch.setattr(M, "generate", lambda model, processor, rows, path, **kw: answers[: len(rows)])
     metrics, records = base.grounding_eval(None, None, rows, guess=[0.0, 0.0, 0.0])
-    assert metrics["n"] == 6 and metrics["parsed"] == 5 and records[0]["error_m"] is None
+    assert metrics["n"] == 6 and metrics["parsed"] == 5
+    assert records[0]["error_m"] is None and records[0]["predicted"] is None
+    assert records[1]["predicted"] == [9.0, 9.0, 20.0]
     assert metrics["center_error_m"] < 0.01 and records[1]["error_m"] >= 1.0  # targets are rounded to 1 cm
     assert metrics["within_0_15m"] == round(4 / 6, 4) and metrics["mean_guess_error_m"] > 0.5
 

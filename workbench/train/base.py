@@ -292,7 +292,8 @@ def grounding_eval(model, processor, rows: list[dict], guess: list[float] | None
         error = float(np.linalg.norm(np.subtract(found[label], truth))) if label in found else None
         if error is not None:
             errors.append(error)
-        records.append({"id": row["id"], "completion": completion, "truth": truth, "error_m": error})
+        records.append({"id": row["id"], "completion": completion, "truth": truth,
+                        "predicted": list(found[label]) if label in found else None, "error_m": error})
     truths = np.asarray([next(iter(schema.centers_of(r).values())) for r in rows], dtype=float)
     metrics: dict[str, Any] = {"n": len(rows), "parsed": len(errors)}
     if errors:
