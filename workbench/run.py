@@ -126,8 +126,9 @@ class StageProgress:
             if not found or not found.get("steps"):
                 continue
             if self._bar is None:
-                self._bar = tqdm(total=int(found["steps"]), desc=f"  {self.stage} steps", unit="step", position=2,
-                                 leave=False)
+                # counted from the first step seen, so the rate is the stage's, not a jump to it
+                self._bar = tqdm(total=int(found["steps"]), initial=int(found.get("step") or 0),
+                                 desc=f"  {self.stage} steps", unit="step", position=2, leave=False)
             self._bar.total = int(found["steps"])
             self._bar.n = int(found.get("step") or 0)
             loss = found.get("loss")
