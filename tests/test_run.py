@@ -199,7 +199,9 @@ def test_stage_progress_reads_what_the_stage_writes_and_ignores_an_older_file(tm
     with run_mod.StageProgress(folder, "sft", every=0.01) as watch:
         assert watch.latest() is None  # a previous run's file
         rundir.write_progress(folder, {"stage": "sft", "step": 4, "steps": 9, "loss": 0.5})
-        time.sleep(0.2)
+        deadline = time.time() + 10  # the watcher polls every 0.01 s; a loaded machine may be slow
+        while (watch._bar is None or watch._bar.n != 4) and time.time() < deadline:
+            time.sleep(0.05)
         assert watch.latest()["step"] == 4
         assert watch._bar is not None and watch._bar.n == 4 and watch._bar.total == 9
     assert run_mod.StageProgress(None, "sft").latest() is None
