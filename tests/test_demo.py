@@ -228,3 +228,11 @@ def test_an_upload_with_depth_shows_its_point_cloud(server):
     assert with_depth.depth == "the uploaded depth map"
     without = engine.compare(str(server["upload"]), GOOD_QUESTION, regions)
     assert "point cloud" not in [t.name for t in without.figure().data]
+
+
+def test_examples_offer_held_out_splits_first():
+    from workbench.demo.engine import DemoEngine
+
+    engine = object.__new__(DemoEngine)  # no model needed to order splits
+    engine.dataset = {"train": [1, 2, 3], "test_ood": [1], "val": [1, 2], "test": []}
+    assert list(engine.split_sizes().items()) == [("val", 2), ("test", 0), ("test_ood", 1), ("train", 3)]

@@ -69,6 +69,10 @@ class Comparison:
         }
 
 
+HELD_OUT_FIRST = ("val", "test", "test_ood")
+"""Splits the demo offers first, in this order."""
+
+
 class DemoEngine:
     """A loaded model (and optionally a dataset) answering inputs on both paths."""
 
@@ -92,7 +96,11 @@ class DemoEngine:
                 self.image_size = max(first[0]["image"].size)
 
     def split_sizes(self) -> dict[str, int]:
-        return {s: len(ds) for s, ds in (self.dataset or {}).items()}
+        """{split: rows}, held-out splits first (val, test, test_ood), then the rest (train): a
+        visitor should first see questions the model was not trained on."""
+        found = dict(self.dataset or {})
+        order = [s for s in HELD_OUT_FIRST if s in found] + sorted(set(found) - set(HELD_OUT_FIRST))
+        return {s: len(found[s]) for s in order}
 
     def example(self, split: str, index: int | float | str) -> dict[str, Any]:
         if self.dataset is None:
