@@ -22,10 +22,12 @@ before RL. How it departs from a plain `SFTTrainer(model, train_dataset=...)` ca
 3. Loss on the assistant reply only: `assistant_only_loss=True`; the chat template in
    `model.py` wraps the reply and its `<|im_end|>` in `{% generation %}`, so the model learns
    to stop. `make_collator` builds the collator the trainer uses; `collate` shows its labels.
-4. The built-in model is created here (`model.build_tiny`, tokenizer trained on
-   `prompts.corpus` of the train split) and first gets the text-only copy warm-up
-   (`workbench.train.copying`, `copy_warmup_steps`): without it, a fresh model does not learn to copy
-   an option's letter within the SFT budget. A pretrained VLM is loaded with LoRA
+4. In a run the built-in model comes from its base stage (`workbench.train.base`: copy warm-up
+   and grounding; `--model RUN/base`). Without `--model` it is created here (`model.build_tiny`,
+   tokenizer trained on `prompts.corpus` of the train split) and first gets the text-only copy
+   warm-up (`workbench.train.copying`, `copy_warmup_steps`): without it, a fresh model does not
+   learn to copy an option's letter within the SFT budget. `grounding` blends region -> 3D center
+   examples of the questions' regions into the cold start. A pretrained VLM is loaded with LoRA
    (`model.load`) and merged before the final save, so `model.load(out_dir)` reads every result.
 5. Checkpoints `checkpoint-*` every `save_steps`; `resume=True` continues from the last one
    after a kill (weights, optimizer, scheduler, RNG, data order). The final folder also holds
