@@ -111,7 +111,7 @@ def _base_line(out: Path) -> str:
 
 def _alarms(out: Path) -> str:
     """The GRPO alarms (`grpo/alarms.jsonl`), a line each."""
-    path = out / rundir.GRPO / "alarms.jsonl"  # train.alarms.ALARMS_LOG (the report sits above train)
+    path = out / rundir.GRPO / "alarms.jsonl"  # train.alarms.ALARMS_LOG, not imported: that module loads transformers
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:

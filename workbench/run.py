@@ -343,7 +343,7 @@ def prepare_base(run_dir: str | Path, profile: str = "smoke", seed: int = 0, pro
     if not data.is_dataset_dir(data_dir):
         data.build_dataset(data.DataSettings.from_profile(profile, seed=seed), data_dir, progress=progress)
     out = run / rundir.BASE
-    if not rundir.is_finished_model(out) or not (out / base.SUMMARY).is_file():
+    if not (out / base.SUMMARY).is_file():  # written after the model: a finished stage
         settings = base.BaseSettings.from_profile(profile, seed=seed, disable_tqdm=not progress, **overrides)
         base.train_base(data_dir, out, settings, resume="auto")
     return out

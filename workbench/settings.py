@@ -74,6 +74,23 @@ def as_names(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip() for v in items if str(v).strip())
 
 
+def known_names(value: Any, known: Sequence[str], what: str) -> tuple[str, ...]:
+    """`as_names(value)`, every name one of `known`; a ValueError names the others and `what` they are.
+
+    >>> known_names("ground_3d", ("ground_3d", "ground_2d"), "grounding tasks")
+    ('ground_3d',)
+    >>> known_names(["ground_3d", "ground_4d"], ("ground_3d",), "grounding tasks")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown grounding tasks ['ground_4d']; choose from ('ground_3d',)
+    """
+    names = as_names(value)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; choose from {tuple(known)}")
+    return names
+
+
 def trainer_report_to(value: str) -> str | list[str]:
     """HF `report_to` from a comma-separated string; `auto` = tensorboard when installed, else none.
 

@@ -46,8 +46,15 @@ from pathlib import Path
 from typing import Any
 
 from workbench import io, rundir, schema
-from workbench.settings import PROFILES, add_set_argument, check_profile, check_steps, from_preset, parse_set
-from workbench.train import copying
+from workbench.settings import (
+    PROFILES,
+    add_set_argument,
+    check_profile,
+    check_steps,
+    from_preset,
+    known_names,
+    parse_set,
+)
 from workbench.train.examples import GROUNDING_TASKS, grounding_row
 from workbench.train.sft import COPY_WARMUP_STEPS, SFTSettings
 
@@ -167,13 +174,9 @@ class BaseSettings:
         return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
-        from workbench.settings import as_names
         check_profile(self.profile)
-        self.derived_tasks, self.row_tasks = as_names(self.derived_tasks), as_names(self.row_tasks)
-        for name, known in (("derived_tasks", DERIVED_TASKS), ("row_tasks", ROW_TASKS)):
-            unknown = [t for t in getattr(self, name) if t not in known]
-            if unknown:
-                raise ValueError(f"unknown {name} {unknown}; choose from {known}")
+        self.derived_tasks = known_names(self.derived_tasks, DERIVED_TASKS, "derived_tasks")
+        self.row_tasks = known_names(self.row_tasks, ROW_TASKS, "row_tasks")
         if not self.derived_tasks and not self.row_tasks:
             raise ValueError("derived_tasks and row_tasks are both empty: the base stage has nothing to train on")
         if self.max_train_examples < 0 or self.eval_samples < 0:
@@ -337,22 +340,14 @@ def train_base(data_dir: str | os.PathLike, out_dir: str | os.PathLike, settings
         model, processor = M.load(checkpoint)
     else:
         model, processor = sft.build_model(dd["train"], trainer_settings)
-    prompting = M.prompt_options(model)
-    warmup = None
-    if checkpoint is None and sft.needs_copy_warmup(model, trainer_settings):
-        warmup = copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
-                                 batch_size=settings.copy_warmup_batch_size, learning_rate=settings.learning_rate,
-                                 seed=settings.seed, system_style=prompting["system"],
-                                 option_style=prompting["option_style"],
-                                 log=None if settings.disable_tqdm else _print_copy_log)
-    train = training_examples(dd["train"], settings, depth=M.uses_depth(model), **prompting)
+    warmup = sft.copy_warmup(model, processor, trainer_settings) if checkpoint is None else None
+    train = training_examples(dd["train"], settings, depth=M.uses_depth(model), **M.prompt_options(model))
     trainer = sft.build_trainer(model, processor, train, out, trainer_settings, callbacks, stage="base")
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     train_time = time.perf_counter() - t0
     setattr(model.config, CONFIG_KEY, int(trainer.state.global_step))
-    trainer.save_state()
-    rundir.save_model(model, processor, out)
+    sft.save_final(model, processor, trainer, out)
 
     evaluation: dict[str, Any] = {}
     if settings.eval_samples:
@@ -383,9 +378,6 @@ def read_summary(out_dir: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"{str(path)!r} does not exist: the base stage in {str(out_dir)!r} has not finished")
     return json.loads(path.read_text(encoding="utf-8"))
 
-
-def _print_copy_log(entry: dict[str, Any]) -> None:
-    print(f"copy warm-up step {entry['copy_step']}: loss {entry['copy_loss']:.3f}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------

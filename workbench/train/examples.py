@@ -13,6 +13,7 @@ from typing import Any
 
 from workbench import schema
 from workbench.model import depth as depth_codec
+from workbench.settings import known_names
 from workbench.tasks import prompts
 
 BLENDS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -93,13 +94,12 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     import numpy as np
 
     tasks = list(rows["task"])  # a plain list: indexing a datasets Column reads the table each time
-    index = [(i, path, -1) for i, path in example_index(tasks, blend)]
-    unknown = [t for t in grounding if t not in GROUNDING_TASKS]
-    if unknown:
-        raise ValueError(f"unknown grounding tasks {unknown}; choose from {GROUNDING_TASKS}")
+    # (row, path, region, task): region -1 for the row itself, k for a grounding example of its k-th region
+    index = [(i, path, -1, tasks[i]) for i, path in example_index(tasks, blend)]
+    grounding = known_names(grounding, GROUNDING_TASKS, "grounding tasks")
     if grounding:
         marked = list(rows["regions"])
-        index += [(i, f"plain:{task}", k) for i, t in enumerate(tasks) if t in schema.QA_TASKS
+        index += [(i, "plain", k, task) for i, t in enumerate(tasks) if t in schema.QA_TASKS
                   for k in range(len(marked[i] or ())) for task in grounding]
     if not index:
         raise ValueError(f"the training split has no rows for blend {blend!r} (tasks {BLENDS[blend]['tasks']})")
@@ -127,20 +127,19 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
         for k, (path, region) in enumerate(zip(batch["path"], batch["region"])):
             row = {c: src[c][k] for c in kept}
             if region >= 0:  # a grounding example of one marked region
-                row = grounding_row(row, path.split(":", 1)[1], region, seed)
+                row = grounding_row(row, batch["task"][k], region, seed)
                 out["id"][k], out["task"][k] = row["id"], row["task"]
             if depth:  # the same draw for an example in every epoch
-                code = [path_code.get(path, 2), region + 1]
+                code = [path_code[path], region + 1]
                 dropped = np.random.default_rng([seed, int(batch["row"][k]), *code]).random() < depth_dropout
                 out["image"][k] = depth_codec.row_image(row, with_depth=not dropped)
-            out["messages"].append(prompts.to_messages(row, "auto" if path.startswith("plain") else path,
+            out["messages"].append(prompts.to_messages(row, "auto" if path == "plain" else path,
                                                        region_coords=region_coords, with_target=True,
                                                        system=system, option_style=option_style))
         return out
 
-    raw = hf.Dataset.from_dict({"row": [i for i, _, _ in picked],
-                                "task": [p.split(":", 1)[1] if k >= 0 else tasks[i] for i, p, k in picked],
-                                "path": [p for _, p, _ in picked], "region": [k for _, _, k in picked]})
+    raw = hf.Dataset.from_dict({"row": [i for i, _, _, _ in picked], "task": [t for _, _, _, t in picked],
+                                "path": [p for _, p, _, _ in picked], "region": [k for _, _, k, _ in picked]})
     return raw.with_transform(make)
 
 

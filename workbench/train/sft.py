@@ -55,6 +55,7 @@ from workbench.settings import (
     check_profile,
     check_steps,
     from_preset,
+    known_names,
     parse_set,
     trainer_bf16,
     trainer_report_to,
@@ -220,11 +221,8 @@ class SFTSettings:
 
     def __post_init__(self):
         check_profile(self.profile)
-        from workbench.settings import as_names
         from workbench.train.examples import GROUNDING_TASKS
-        self.grounding = as_names(self.grounding)
-        if [t for t in self.grounding if t not in GROUNDING_TASKS]:
-            raise ValueError(f"unknown grounding tasks {list(self.grounding)}; choose from {GROUNDING_TASKS}")
+        self.grounding = known_names(self.grounding, GROUNDING_TASKS, "grounding tasks")
         if self.blend not in BLENDS:
             raise ValueError(f"unknown blend {self.blend!r}; choose one of {tuple(BLENDS)}")
         if self.model_profile not in ("", *PROFILES):
@@ -437,13 +435,7 @@ def train_sft(
     else:
         model, processor = build_model(dd["train"], settings, model_name_or_path)
     prompting = M.prompt_options(model)
-    warmup = None
-    if checkpoint is None and needs_copy_warmup(model, settings):
-        warmup = copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
-                                 batch_size=settings.copy_warmup_batch_size, learning_rate=settings.learning_rate,
-                                 seed=settings.seed, system_style=prompting["system"],
-                                 option_style=prompting["option_style"],
-                                 log=None if settings.disable_tqdm else _print_copy_log)
+    warmup = copy_warmup(model, processor, settings) if checkpoint is None else None
     train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
                               group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
                               depth=M.uses_depth(model), depth_dropout=settings.depth_dropout,
@@ -456,7 +448,7 @@ def train_sft(
     train_time = time.perf_counter() - t0
 
     final = _merged(trainer.model)
-    _save_final(final, processor, trainer, out)
+    save_final(final, processor, trainer, out)
 
     evaluation: dict[str, dict[str, float]] = {}
     samples: list[dict] = []
@@ -499,6 +491,20 @@ def needs_copy_warmup(model, settings: SFTSettings) -> bool:
     return bool(settings.copy_warmup_steps) and M.is_region_model(model) and not copying.warmed_steps(model)
 
 
+def copy_warmup(model, processor, settings: SFTSettings) -> dict[str, Any] | None:
+    """The copy warm-up `settings` ask for, run in place when `model` needs it (`needs_copy_warmup`),
+    in the model's own prompt style; its record (`copying.warm_up`), or None when it did not run.
+    The base stage calls it too (with its `trainer_settings`)."""
+    from workbench import model as M
+    if not needs_copy_warmup(model, settings):
+        return None
+    prompting = M.prompt_options(model)
+    return copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
+                           batch_size=settings.copy_warmup_batch_size, learning_rate=settings.learning_rate,
+                           seed=settings.seed, system_style=prompting["system"], option_style=prompting["option_style"],
+                           log=None if settings.disable_tqdm else _print_copy_log)
+
+
 def _print_copy_log(entry: Mapping[str, Any]) -> None:
     print(f"copy warm-up step {entry['copy_step']}: loss {entry['copy_loss']:.3f}", flush=True)
 
@@ -508,7 +514,7 @@ def _merged(model):
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
-def _save_final(model, processor, trainer, out: Path) -> None:
+def save_final(model, processor, trainer, out: Path) -> None:
     """trainer_state.json (log_history, read by the run report), then the model (`rundir.save_model`:
     atomic, config.json last, so the folder looks finished only when it is)."""
     trainer.save_state()
