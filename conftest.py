@@ -31,3 +31,18 @@ def smoke_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke_data") / "data"
     build_dataset(DataSettings.from_profile("smoke"), out, progress=False)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` are skipped, with the reason, where torch sees no CUDA GPU (torch is
+    imported only when such a test was collected)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False")
+    for item in gpu:
+        item.add_marker(skip)

@@ -1,7 +1,7 @@
 """The architecture contract: layers that import only downwards (import-linter, `.importlinter`),
 no import cycle anywhere in the package (function-local and type-checking imports included), no
 module over 600 lines, a docstring on every module, a CLI whose `--help` does not load torch, and
-a library that never imports the experiments."""
+a library that never imports the experiments, the benchmarks or the scripts."""
 
 from __future__ import annotations
 
@@ -86,13 +86,14 @@ def test_module_is_short_and_says_what_it_owns(path):
     assert ast.get_docstring(ast.parse(text)), f"{path} has no module docstring"
 
 
-def test_library_never_imports_the_experiments():
+def test_library_never_imports_the_experiments_benchmarks_or_scripts():
     for path in MODULES:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            assert not any(n.split(".")[0] == "experiments" for n in names), f"{path} imports {names}"
+            assert not any(n.split(".")[0] in ("experiments", "benchmarks", "scripts") for n in names), (
+                f"{path} imports {names}")
 
 
 def test_cli_help_does_not_load_torch():

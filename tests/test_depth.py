@@ -4,6 +4,7 @@ reaching TRL's SFT and GRPO, and the errors a bad depth map gets."""
 
 from __future__ import annotations
 
+import copy
 import re
 
 import numpy as np
@@ -156,6 +157,20 @@ def test_depth_reaches_generate_and_matches_forward(metric):
     assert (near - far).abs().max() > 1e-3
     texts = M.generate(model, processor, [depth_row(box_z=1.0), make_row(1)], "dtr", max_new_tokens=3)
     assert len(texts) == 2  # a batch mixing an image with depth and one without
+
+
+@torch.no_grad()
+def test_a_bfloat16_model_embeds_depth_like_the_float32_one(metric):
+    """A model in bf16 (a pretrained Qwen2.5-VL loaded on a GPU, the GPU check's forward) embeds
+    depth: the Fourier features stay float32, the layers take the model's dtype."""
+    model, processor = metric
+    rows = [depth_row(0, box_z=1.0), depth_row(1, box_z=3.0)]
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    full, flat = model(**inputs(processor, rows)).logits, model(**inputs(processor, rows, depth=False)).logits
+    logits = half(**inputs(processor, rows)).logits
+    assert logits.dtype == torch.bfloat16
+    # bf16 rounding is far smaller than what depth changes
+    assert (logits.float() - full).abs().max() < 0.1 * (full - flat).abs().max()
 
 
 @torch.no_grad()

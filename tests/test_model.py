@@ -12,6 +12,7 @@ import shutil
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from tiny_vlm import plain_checkpoint
 
 from workbench import model as M
 from workbench.model import inference as generate_mod
@@ -369,55 +370,7 @@ def test_save_and_load_give_equal_logits(tiny, tmp_path):
 
 def _plain_checkpoint(path, vocab_extra: int = 0):
     """A tiny plain Qwen2.5-VL and a tokenizer without <region>, saved like a hub checkpoint."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-    from transformers.tokenization_utils_tokenizers import TokenizersBackend
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=list(M.CONTROL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator([LOR, DTR, QUESTIONS[2]] * 5, trainer)
-    tokenizer = TokenizersBackend(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=M.CHAT_TEMPLATE
-    )
-    ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer) + vocab_extra,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=1,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-            eos_token_id=ids("<|im_end|>"),
-            pad_token_id=ids("<|endoftext|>"),
-            bos_token_id=None,
-        ),
-        vision_config=dict(
-            depth=1,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            out_hidden_size=64,
-            fullatt_block_indexes=[0],
-        ),
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-    )
-    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": 112 * 112}).save_pretrained(path)
-    return len(tokenizer)
+    return plain_checkpoint(path, [LOR, DTR, QUESTIONS[2]], vocab_extra)
 
 
 @pytest.mark.parametrize("vocab_extra", [0, 8])

@@ -71,7 +71,9 @@ class DepthEmbedding(nn.Module):
         scales = 2.0 ** torch.linspace(-1, 6, self.frequencies, device=xyz.device, dtype=xyz.dtype)
         angles = xyz[..., None] * scales  # (N, 3, F)
         features = torch.cat([xyz, angles.sin().flatten(1), angles.cos().flatten(1)], dim=-1)
-        return self.net(features) * valid
+        # the angles in float32 (bf16 keeps 8 bits of 64 * z), the layers in the model's dtype
+        dtype = self.net[0].weight.dtype
+        return self.net(features.to(dtype)) * valid.to(dtype)
 
 
 # ---------------------------------------------------------------------------------------------
