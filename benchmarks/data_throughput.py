@@ -5,9 +5,9 @@
 For the same scenes (same seeds) it measures, side by side in one run:
 - raw: building the open3d RaycastingScene and casting one primary ray per pixel (the floor
   of any ray-cast renderer);
-- engine: `data.scene_rows`, everything a dataset row needs (scene sampling, shading, shadow
-  rays, occlusion, questions, both traces, marks drawn, PNG encoded), train split (questions +
-  blend rows);
+- engine: `data.scene_records`, everything the build stores for a scene (scene sampling,
+  shading, shadow rays, occlusion, questions, both traces, the view's image and depth PNGs),
+  train split (questions + blend rows);
 with 1 process and with all workers. The figure is the ratio engine / raw. CPU seconds per
 scene are printed too: on a shared machine they are steadier than wall-clock rates.
 The issue's goal: >= 50 scenes/s per process at 112 px.
@@ -49,7 +49,7 @@ def _raw(job) -> int:
 def _engine(job) -> int:
     from workbench.dataset import build as data
     settings, index = job
-    return len(data.scene_rows(settings, "train", index))
+    return len(data.scene_records(settings, "train", index)[1])
 
 
 def _time(fn, jobs, workers: int):

@@ -38,6 +38,7 @@ def main() -> None:
 
     from workbench import model as M
     from workbench.dataset import build as data
+    from workbench.dataset import views
     from workbench.eval import evaluate as E
     from workbench.tasks import prompts
     tmp = tempfile.TemporaryDirectory(prefix="eval-bench-")
@@ -49,7 +50,7 @@ def main() -> None:
         model, processor = M.load(args.model)
         name = args.model
     else:
-        train = dd["train"].remove_columns(["image", "depth"])
+        train = views.remove_columns(dd["train"], ["image", "depth"])
         model, processor = M.build_tiny(prompts.corpus(train), M.ModelSettings.from_profile("smoke"))
         name = "untrained built-in smoke model"
     rows = []

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 from PIL import Image
 from spec_formats import BOX, DTR, LOR
 
 from workbench import cli, schema
-from workbench.dataset import DEFAULT_CATEGORIES
+from workbench.dataset import DEFAULT_CATEGORIES, views
 from workbench.dataset import build as data
 from workbench.tasks import questions as Q
 from workbench.world.render import MARK_COLORS
@@ -61,8 +64,9 @@ def test_splits_columns_and_tasks(rows):
     dd, all_rows = rows
     assert set(dd) == set(schema.SPLITS)
     for split, ds in dd.items():
-        assert tuple(ds.column_names) == schema.COLUMNS
-        tasks = set(ds["task"])
+        assert tuple(views.column_names(ds)) == schema.COLUMNS == tuple(ds[0])
+        assert "image" not in ds.column_names and "view" in ds.column_names, "views are stored once"
+        tasks = set(views.column(ds, "task"))
         assert tasks <= set(schema.TASKS)
         if split == "train":
             assert {"ground_3d", "ground_2d", "caption", "region_qa", "general_qa"} <= tasks
@@ -124,7 +128,7 @@ def test_centers_project_into_boxes_in_front_of_depth(rows):
     dd, _ = rows
     for _split, ds in dd.items():
         seen = set()
-        for r in ds.with_format("numpy", columns=["depth"], output_all_columns=True):
+        for r in ds:
             if r["scene_id"] in seen:
                 continue
             seen.add(r["scene_id"])
@@ -253,19 +257,56 @@ def test_existing_output_folders(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "notes"], "no temporary folders left"
 
 
-def test_killed_build_leaves_nothing_loadable(tmp_path, monkeypatch):
-    real = data.scene_rows
+def test_killed_build_resumes_to_the_same_bytes(tmp_path, monkeypatch, capsys):
+    """Killed in its third chunk, a build leaves nothing loadable, only its finished chunks; run
+    again, it renders only the rest and ends byte-identical to a build that ran through."""
+    monkeypatch.setattr(data, "CHUNK_SCENES", 2)
+    settings = data.DataSettings.from_profile("smoke", num_scenes=9, questions_per_scene=2)
+    data.build_dataset(settings, tmp_path / "through", progress=False)
+    real, rendered, kills = data.scene_records, [], []
 
     def dies(settings, split, index):
-        if index == 3:
+        if index == 5 and not kills:
+            kills.append(index)
             raise KeyboardInterrupt("killed")
+        rendered.append(index)
         return real(settings, split, index)
 
-    monkeypatch.setattr(data, "scene_rows", dies)
-    settings = data.DataSettings.from_profile("smoke", num_scenes=5, questions_per_scene=2)
+    monkeypatch.setattr(data, "scene_records", dies)
+    out = tmp_path / "d"
     with pytest.raises(KeyboardInterrupt):
-        data.build_dataset(settings, tmp_path / "d", progress=False)
-    assert list(tmp_path.iterdir()) == []
+        data.build_dataset(settings, out, progress=False)
+    assert not out.exists() and not data.is_dataset_dir(out)
+    stage = data.staging_dir(out)
+    assert sorted(p.name for p in stage.iterdir() if p.is_dir()) == ["train-000000-000002", "train-000002-000004"]
+    rendered.clear()
+    data.build_dataset(settings, out, progress=True)
+    assert "resuming the build of these settings: 4 of 9 scenes already built" in capsys.readouterr().out
+    assert rendered == [4, 5, 6, 7, 8], "only the unfinished chunks are rendered again"
+    assert _files(out) == _files(tmp_path / "through")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "through"], "the staging folder is gone"
+
+
+def test_a_stage_of_other_settings_is_started_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CHUNK_SCENES", 2)
+    out = tmp_path / "d"
+    stage = data.staging_dir(out)
+    stage.mkdir()
+    (stage / "build.json").write_text(json.dumps({"format": data.FORMAT, "settings": {"seed": 99}}))
+    (stage / "train-000000-000002").mkdir()
+    settings = data.DataSettings.from_profile("smoke", num_scenes=5, questions_per_scene=2)
+    data.build_dataset(settings, out, progress=False)
+    assert data.read_data_card(out)["seed"] == 0 and not stage.exists()
+
+
+def test_a_build_another_process_is_writing_is_refused(tmp_path, capsys):
+    out = tmp_path / "d"
+    stage = data.staging_dir(out)
+    stage.mkdir()
+    (stage / "owner").write_text("1\n")  # pid 1 is always alive
+    assert cli.main(["data", "--out", str(out), "--num-scenes", "4", "--no-progress"]) == 2
+    assert "another build (process 1) is writing" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_load_dataset_dir_errors(tmp_path, built):
@@ -274,10 +315,17 @@ def test_load_dataset_dir_errors(tmp_path, built):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not a dataset folder"):
         data.load_dataset_dir(tmp_path / "empty")
-    dd = data.load_dataset_dir(built[0])
-    dd["val"] = dd["val"].remove_columns(["dtr_target"])
-    dd.save_to_disk(str(tmp_path / "partial"))
+    stored = datasets.load_from_disk(str(built[0]))  # as stored: rows that name their views
+    stored["val"] = stored["val"].remove_columns(["dtr_target"])
+    stored.save_to_disk(str(tmp_path / "partial"))
+    with pytest.raises(ValueError, match=r"split 'train' lacks columns \['image', 'depth'\]"):
+        data.load_dataset_dir(tmp_path / "partial")  # no views/ folder either
+    shutil.copytree(built[0] / data.VIEWS_DIR, tmp_path / "partial" / data.VIEWS_DIR)
     with pytest.raises(ValueError, match=r"split 'val' lacks columns \['dtr_target'\]"):
+        data.load_dataset_dir(tmp_path / "partial")
+    shutil.rmtree(tmp_path / "partial" / data.VIEWS_DIR / "test_ood")
+    (tmp_path / "partial" / data.VIEWS_DIR / "dataset_dict.json").write_text('{"splits": ["train", "val", "test"]}')
+    with pytest.raises(ValueError, match=r"views/ lacks the splits \['test_ood'\]"):
         data.load_dataset_dir(tmp_path / "partial")
 
 
@@ -332,11 +380,85 @@ def test_categories_focus_a_build(tmp_path):
     assert data.DataSettings.from_profile("smoke", categories=("count",), general_fraction=1.0).categories == ("count",)
 
 
-def test_png_images_decode(rows):
+def test_views_are_stored_once_as_png(built, rows):
     dd, _ = rows
-    raw = dd["train"].cast_column("image", dd["train"].features["image"].__class__(decode=False))[0]["image"]
-    assert Image.open(io.BytesIO(raw["bytes"])).format == "PNG"
+    stored = datasets.load_from_disk(str(built[0] / data.VIEWS_DIR))
+    for split, ds in dd.items():
+        scenes = views.column(ds, "scene_id")
+        assert len(stored[split]) == len(set(scenes)), "one view per scene"
+        assert all(stored[split][v]["scene_id"] == s for v, s in zip(views.column(ds, "view"), scenes))
+    record = stored["train"][0]
+    assert Image.open(io.BytesIO(record["image"])).format == "PNG"
+    with Image.open(io.BytesIO(record["depth"])) as depth:
+        assert depth.format == "PNG" and depth.mode == "I;16"
     assert json.loads(dd["train"][0]["centers"]) is not None
+    card = data.read_data_card(built[0])
+    assert card["format"] == data.FORMAT and card["storage"]["bytes_per_view"] > 0
+    assert card["storage"]["views_bytes"] + card["storage"]["rows_bytes"] < sum(
+        p.stat().st_size for p in built[0].rglob("*") if p.is_file())
+
+
+def test_joined_rows_match_a_fresh_render(rows):
+    """Image and depth made on read from the stored view are the scene's render: marks drawn on the
+    same pixels as `draw_marks` with `region_for`'s regions, depth within half a millimetre."""
+    from workbench.world import render, scenes
+
+    dd, _ = rows
+    settings = data.DataSettings.from_profile("smoke", num_scenes=24, seed=3)
+    ds = dd["test_ood"]
+    first = {}
+    for i, sid in enumerate(views.column(ds, "scene_id")):
+        first.setdefault(sid, i)
+    checked_points = 0
+    for sid, i in list(first.items())[:3]:
+        index = int(sid.split("-")[1])
+        record, stored_rows = data.scene_records(settings, "test_ood", index)
+        joined = data.scene_rows(settings, "test_ood", index)
+        for r, full in zip(stored_rows, joined):
+            assert ds[i + stored_rows.index(r)]["id"] == r["id"]
+            assert np.array_equal(np.asarray(ds[i + stored_rows.index(r)]["image"]), np.asarray(full["image"]))
+        # the depth as rendered, against what a reader gets
+        rng = np.random.default_rng(np.random.SeedSequence([3, index]).spawn(3)[0])
+        for _ in range(8):
+            scene = scenes.sample_scene(rng, "ood", settings.image_size, settings.min_objects,
+                                        settings.max_objects, settings.stack_probability, settings.walls_probability)
+            view = render.render(scene, settings.min_object_area, settings.min_visible_fraction)
+            if view.usable.sum() >= 2:
+                break
+        row = ds[i]
+        assert row["depth"].dtype == np.float32
+        assert np.abs(row["depth"] - view.depth).max() <= views.DEPTH_MAX_ERROR_M
+        assert np.array_equal(row["depth"] == 0, view.depth == 0)
+        for full in joined:
+            for reg in full["regions"]:
+                checked_points += reg["kind"] == "point"
+    assert checked_points > 0
+
+
+def test_point_marks_come_back_from_their_boxes():
+    from workbench.world import render
+
+    for width in (32, 64, 112, 224):
+        s = render.point_half_width(width)
+        for pu in range(width):
+            box = [max(pu - s, 0), max(pu - s, 0), min(pu + s + 1, width), min(pu + s + 1, width)]
+            marks = render.region_marks({"label": "red point", "kind": "point", "bbox_2d": box}, width)
+            assert marks["point"] == [pu, pu], (width, pu, box)
+
+
+def test_narrowed_splits_make_only_what_is_asked(rows):
+    dd, _ = rows
+    ds = dd["val"]
+    only_depth = views.select_columns(ds, ["id", "depth"])
+    assert list(only_depth[0]) == ["id", "depth"] and views.column_names(only_depth) == ["id", "depth"]
+    assert list(views.remove_columns(ds, ["image", "depth"])[0]) == [c for c in schema.COLUMNS
+                                                                      if c not in ("image", "depth")]
+    assert list(ds.select_columns(["id", "task"])[0]) == ["id", "task"]  # datasets' own: no join
+    with pytest.raises(ValueError, match=r"no columns \['colour'\]"):
+        views.select_columns(ds, ["colour"])
+    with pytest.raises(ValueError, match="made from the views"):
+        views.column(ds, "image")
+    assert pickle.loads(pickle.dumps(ds))[0]["id"] == ds[0]["id"]
 
 
 @pytest.mark.parametrize("damage, named", [("dataset_dict.json", "dataset_dict.json"), ("arrow", "val/data-")])

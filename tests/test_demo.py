@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from workbench.dataset import DataSettings, build_dataset, load_dataset_dir
+    from workbench.dataset import DataSettings, build_dataset, load_dataset_dir, views
     from workbench.demo.app import build_app, launch
     from workbench.demo.engine import DemoEngine
     from workbench.model import ModelSettings, build_tiny
@@ -35,7 +35,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     build_dataset(DataSettings.from_profile("smoke", num_scenes=10, seed=1), root / "data", progress=False)
     ds = load_dataset_dir(root / "data")
-    model, processor = build_tiny(prompts.corpus(ds["train"].remove_columns(["image", "depth"])), ModelSettings.from_profile("smoke"))
+    model, processor = build_tiny(prompts.corpus(views.remove_columns(ds["train"], ["image", "depth"])), ModelSettings.from_profile("smoke"))
     model.save_pretrained(root / "model")
     processor.save_pretrained(root / "model")
     engine = DemoEngine(str(root / "model"), str(root / "data"), max_new_tokens=6)

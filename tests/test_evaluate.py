@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from workbench import cli
+from workbench.dataset import views
 from workbench.eval import baselines, metrics
 from workbench.eval import evaluate as E
 from workbench.eval.baselines import chance_completion
@@ -377,7 +378,7 @@ def tiny_model_dir(smoke_data, tmp_path_factory):
     from workbench import model as M
     from workbench.dataset import build as data
     from workbench.tasks import prompts
-    train = data.load_dataset_dir(smoke_data)["train"].remove_columns(["image", "depth"])
+    train = views.remove_columns(data.load_dataset_dir(smoke_data)["train"], ["image", "depth"])
     model, processor = M.build_tiny(prompts.corpus(train), M.ModelSettings.from_profile("smoke"))
     out = tmp_path_factory.mktemp("models") / "tiny"
     model.save_pretrained(out)

@@ -124,7 +124,7 @@ def remove_stale(path: str | os.PathLike) -> list[Path]:
     for kind in ("tmp", "cache", "old"):
         for leftover in path.parent.glob(f".{glob_escape(path.name)}.{kind}-*"):
             pid = leftover.name[len(f".{path.name}.{kind}-"):].split("-")[0]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and alive(int(pid)):
                 continue
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
@@ -138,7 +138,8 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` is running (another user's counts as running)."""
     if pid == os.getpid():
         return True
     try:

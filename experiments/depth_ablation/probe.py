@@ -59,13 +59,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     from workbench import model as M
-    from workbench.dataset import load_dataset_dir
+    from workbench.dataset import load_dataset_dir, views
     from workbench.schema import centers_of
 
     model, processor = M.load(args.model)
     model.eval()
     ds = load_dataset_dir(args.data)[args.split]
-    ds = ds.filter(lambda t: t == "region_qa", input_columns="task", keep_in_memory=True)
+    ds = ds.select([i for i, t in enumerate(views.column(ds, "task")) if t == "region_qa"], keep_in_memory=True)
     rows = [dict(ds[i]) for i in range(min(args.rows, len(ds)))]
     targets, keep = [], []
     for k, row in enumerate(rows):

@@ -2,16 +2,16 @@
 
     workbench data --out DIR [--profile smoke|default|gpu] [--num-scenes N] [--seed S] [--workers W]
 
-One scene gives one rendered view and several rows (`schema.COLUMNS`): region questions (DTR
-path), general questions (LOR path) and, in `train` only, cold-start blend rows (`ground_3d`:
-region -> 3D center, `ground_2d`: region -> 2D box, `caption`: counting, colors, what is
-where). Splits are made of whole scenes: `train`, `val`, `test` from the in-domain generator,
-`test_ood` from the held-out one (shapes, colors, camera ranges, layouts).
+One scene gives one rendered view and several rows (`records.scene_records`; `schema.COLUMNS`
+when read). Splits are made of whole scenes: `train`, `val`, `test` from the in-domain generator,
+`test_ood` from the held-out one (shapes, colors, camera ranges, layouts). Each view is stored
+once (`views/`) and the rows name it; `load_dataset_dir` joins them back on read (`views`).
 
 Every scene draws its randomness from `SeedSequence([seed, scene_index])`, so the same seed
-and settings give byte-identical folders with any number of workers. The folder is written
-through `io.atomic_dir` (a killed build leaves nothing loadable) with a `data_card.json`.
-Taught in `notebooks/01_build_data.ipynb`.
+and settings give byte-identical folders with any number of workers. The scenes are built in
+chunks, each written once into a staging folder (a killed build resumes after its last finished
+chunk, to the same bytes); the folder is published through `io.atomic_dir` (a killed build
+leaves nothing loadable) with a `data_card.json`. Taught in `notebooks/01_build_data.ipynb`.
 """
 
 from __future__ import annotations
@@ -28,296 +28,35 @@ from collections import Counter
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from workbench import io, rundir, schema
+from workbench.dataset import views
+from workbench.dataset.records import scene_records, scene_rows, split_ranges  # noqa: F401 - scene_rows: public here too
 from workbench.dataset.settings import DataSettings
 from workbench.settings import PROFILES, add_set_argument, parse_set
 
 DATA_CARD = "data_card.json"
-FORMAT = "srreal-workbench-dataset-1"
-"""Written into the data card; `load_dataset_dir` checks it."""
-
-
-def split_ranges(settings: DataSettings) -> dict[str, range]:
-    """Scene indices of each split: train first, then val, test, test_ood (at least 1 each)."""
-    n = settings.num_scenes
-    sizes = {
-        s: max(1, round(n * f))
-        for s, f in (
-            ("val", settings.val_fraction),
-            ("test", settings.test_fraction),
-            ("test_ood", settings.ood_fraction),
-        )
-    }
-    n_train = n - sum(sizes.values())
-    if n_train < 1:
-        raise ValueError(f"num_scenes={n} leaves no training scene with these split fractions")
-    out, start = {}, 0
-    for split, size in (("train", n_train), *sizes.items()):
-        out[split] = range(start, start + size)
-        start += size
-    return out
-
-
-# ----------------------------------------------------------------------------- one scene -> rows
-
-
-def _geometry_round(x: float, digits: int) -> float:
-    v = round(float(x), digits)
-    return 0.0 if v == 0 else v  # no -0.0: bytes must not depend on the sign of zero
-
-
-def scene_rows(settings: DataSettings, split: str, index: int) -> list[dict]:
-    """All rows of scene `index` in `split` (image as PNG bytes, depth as float32 (H, W))."""
-    from workbench.tasks import questions, traces
-    from workbench.world import render, scenes
-    seq = np.random.SeedSequence([settings.seed, index])
-    scene_rng, question_rng, text_rng = (np.random.default_rng(s) for s in seq.spawn(3))
-    domain = "ood" if split == "test_ood" else "in"
-    for _ in range(8):  # a view where fewer than 2 objects are clearly seen is re-drawn
-        scene = scenes.sample_scene(
-            scene_rng,
-            domain,
-            settings.image_size,
-            settings.min_objects,
-            settings.max_objects,
-            settings.stack_probability,
-            settings.walls_probability,
-        )
-        view = render.render(scene, settings.min_object_area, settings.min_visible_fraction)
-        if view.usable.sum() >= 2:
-            break
-
-    # Stored geometry (rounded once); every label below is computed from these stored values.
-    c2w = [[_geometry_round(v, 6) for v in r] for r in scene.camera_to_world.tolist()]
-    intr = [_geometry_round(v, 4) for v in scene.intrinsics]
-    centers = scenes.camera_from_world(np.array([o.position for o in scene.objects]), scene.camera_to_world)
-    objects, scene_of_row, row_of_scene = [], [], {}
-    for i, obj in enumerate(scene.objects):
-        center = [_geometry_round(v, 4) for v in centers[i]]
-        if not (view.usable[i] and _center_checks(center, intr, view.bbox_2d[i], view.depth)):
-            continue
-        row_of_scene[i] = len(objects)
-        scene_of_row.append(i)
-        objects.append(
-            {
-                "name": obj.name,
-                "category": obj.category,
-                "color": obj.color,
-                "center": center,
-                "yaw": _geometry_round(obj.yaw, 4),
-                "size": [float(v) for v in obj.size],
-                "bbox_2d": [int(v) for v in view.bbox_2d[i]],
-            }
-        )
-    scene_objects = [
-        {
-            "name": o.name,
-            "color": o.color,
-            "visible": bool(view.visible_px[i] > 0),
-            "row_index": row_of_scene.get(i, -1),
-        }
-        for i, o in enumerate(scene.objects)
-    ]
-    geometry = {"objects": objects, "camera_to_world": c2w, "intrinsics": intr, "width": settings.image_size}
-    n_general = settings.general_questions
-    items = questions.generate(
-        question_rng,
-        geometry,
-        scene_objects,
-        scenes.domain_vocabulary(domain),
-        settings.questions_per_scene - n_general,
-        n_general,
-        list(render.MARK_COLORS),
-        settings.point_fraction,
-        categories=settings.categories or None,
-    )
-    if split == "train":
-        items += _blend_items(
-            question_rng, settings.blend_per_scene, geometry, scene, scene_of_row, scene_objects
-        )
-
-    depth = view.depth
-    plain_png = None
-    rows = []
-    for k, item in enumerate(items):
-        regions = [
-            render.region_for(view, scene_of_row[r["object_index"]], r["label"]) for r in item["regions"]
-        ]
-        if regions:
-            png = render.png_bytes(render.draw_marks(view.rgb, regions))
-        else:
-            plain_png = plain_png or render.png_bytes(render.draw_marks(view.rgb, []))
-            png = plain_png
-        row = {
-            "id": f"{split}-{index:06d}-{k:02d}",
-            "scene_id": f"scene-{index:06d}",
-            "split": split,
-            "task": item["task"],
-            "image": {"bytes": png, "path": None},
-            "depth": depth,
-            "intrinsics": intr,
-            "camera_to_world": c2w,
-            "objects": objects,
-            "regions": [
-                {
-                    "label": r["label"],
-                    "kind": r["kind"],
-                    "object_index": int(q["object_index"]),
-                    "bbox_2d": [int(v) for v in r["bbox_2d"]],
-                }
-                for r, q in zip(regions, item["regions"])
-            ],
-            "question": item["question"],
-            "category": item["category"],
-            "answer_type": item["answer_type"],
-            "answer": item["answer"],
-            "choices": list(item["choices"]),
-            "path": item["path"],
-            "centers": json.dumps(item["centers"]),
-            "lor_target": item.get("target", ""),
-            "dtr_target": item.get("target", ""),
-        }
-        if item["task"] in schema.QA_TASKS:
-            row["lor_target"] = traces.lor_target(row, text_rng, settings.trace_style)
-            row["dtr_target"] = traces.dtr_target(row, text_rng, settings.trace_style)
-        rows.append(row)
-    return rows
-
-
-def _center_checks(center, intr, bbox, depth) -> bool:
-    """The stored (rounded) center projects inside the visible box, behind the seen surface."""
-    fx, fy, cx, cy = intr
-    u, v = fx * center[0] / center[2] + cx, fy * center[1] / center[2] + cy
-    x1, y1, x2, y2 = (int(b) for b in bbox)
-    if not (x1 <= u <= x2 and y1 <= v <= y2):
-        return False
-    h, w = depth.shape
-    d = depth[min(int(v), h - 1), min(int(u), w - 1)]
-    return bool(0 < d < center[2])
-
-
-GROUND_3D_TEMPLATES = (
-    "Where is the object in the {label} <region>?",
-    "Give the 3D center of the object in the {label} <region>.",
-    "Locate the object in the {label} <region> in 3D.",
-)
-GROUND_2D_TEMPLATES = (
-    "Give the 2D box of the object in the {label} <region>.",
-    "Where in the image is the object in the {label} <region>?",
-    "Outline the object in the {label} <region> with a 2D box.",
-)
-
-
-def _blend_items(rng, n: int, geometry, scene, scene_of_row, scene_objects) -> list[dict]:
-    """Cold-start blend rows for one train scene: grounding (3D, 2D) and captions."""
-    from workbench.tasks import traces
-    from workbench.world import render
-    objs = geometry["objects"]
-    if not objs:
-        return []
-    kinds = ("ground_3d", "ground_2d", "caption")
-    start = int(rng.integers(len(kinds)))
-    out = []
-    for j in range(n):
-        task = kinds[(start + j) % len(kinds)]
-        if task == "caption":
-            question, target = _caption(rng, geometry, scene, scene_of_row, scene_objects)
-            out.append(
-                {
-                    "task": task,
-                    "category": task,
-                    "question": question,
-                    "answer_type": "text",
-                    "answer": target,
-                    "choices": [],
-                    "path": "lor",
-                    "regions": [],
-                    "centers": {},
-                    "target": target,
-                }
-            )
-            continue
-        i = int(rng.integers(len(objs)))
-        color = list(render.MARK_COLORS)[int(rng.integers(len(render.MARK_COLORS)))]
-        label = f"{color} {'point' if rng.random() < 0.5 else 'box'}"
-        if task == "ground_3d":
-            question = GROUND_3D_TEMPLATES[int(rng.integers(len(GROUND_3D_TEMPLATES)))]
-            target = traces.box3d(objs[i]["center"], objs[i]["name"], label)
-        else:
-            question = GROUND_2D_TEMPLATES[int(rng.integers(len(GROUND_2D_TEMPLATES)))]
-            target = traces.box2d(objs[i]["bbox_2d"], objs[i]["name"], label)
-        out.append(
-            {
-                "task": task,
-                "category": task,
-                "question": question.format(label=label),
-                "answer_type": "text",
-                "answer": target,
-                "choices": [],
-                "path": "dtr",
-                "regions": [{"label": label, "kind": label.split()[1], "object_index": i}],
-                "centers": {label: list(objs[i]["center"])},
-                "target": target,
-            }
-        )
-    return out
-
-
-def _caption(rng, geometry, scene, scene_of_row, scene_objects) -> tuple[str, str]:
-    """A general question about the whole view and its plain-text answer."""
-    from workbench.tasks import traces
-    objs = geometry["objects"]
-    all_clear = all(o["row_index"] >= 0 for o in scene_objects if o["visible"])
-    descs = Counter(f"{o['color']} {o['name']}" for o in scene_objects if o["visible"])
-    names = Counter(o["name"] for o in scene_objects if o["visible"])
-    options = ["describe"]
-    if all_clear:
-        options.append("count")
-    unique_names = [o for o in objs if names[o["name"]] == 1]
-    if unique_names:
-        options.append("color")
-    stacked = []
-    for r, o in enumerate(objs):
-        sup = scene.objects[scene_of_row[r]].support
-        if sup >= 0 and scene_objects[sup]["row_index"] >= 0:
-            base = objs[scene_objects[sup]["row_index"]]
-            if descs[f"{base['color']} {base['name']}"] == 1:
-                stacked.append((o, base))
-    if stacked:
-        options.append("on_top")
-    kind = options[int(rng.integers(len(options)))]
-    if kind == "count":
-        n = len(objs)
-        return (
-            "How many objects are there?",
-            f"There {'is' if n == 1 else 'are'} {n} object{'' if n == 1 else 's'}.",
-        )
-    if kind == "color":
-        o = unique_names[int(rng.integers(len(unique_names)))]
-        return f"What color is the {o['name']}?", f"The {o['name']} is {o['color']}."
-    if kind == "on_top":
-        o, base = stacked[int(rng.integers(len(stacked)))]
-        return f"What is on top of the {base['color']} {base['name']}?", f"A {o['color']} {o['name']}."
-    order = sorted(range(len(objs)), key=lambda r: objs[r]["center"][2])[:5]  # nearest first
-    parts = [
-        f"a {objs[r]['color']} {objs[r]['name']} {traces.where(objs[r], geometry['intrinsics'])}"
-        for r in order
-    ]
-    question = ("Describe the scene.", "What do you see?", "List the objects you can see.")[
-        int(rng.integers(3))
-    ]
-    return question, "I see " + ", ".join(parts) + "."
+FORMAT = "srreal-workbench-dataset-2"
+"""Written into the data card. Format 2 stores each view once (`views/`); `load_dataset_dir` also
+reads format 1 (image and depth in every row)."""
 
 
 # ----------------------------------------------------------------------------- the dataset
 
 
-def features(image_size: int):
-    """`datasets.Features` of a dataset whose images are image_size x image_size."""
+STORED_COLUMNS = tuple(c for c in schema.COLUMNS if c not in views.JOINED)[:4] + ("view",) + tuple(
+    c for c in schema.COLUMNS if c not in views.JOINED)[4:]
+"""Columns of a stored row: the contract's, with `view` in place of image and depth."""
+VIEWS_DIR = "views"
+"""Sub-folder of a dataset folder holding the views (a DatasetDict with the same splits)."""
+CHUNK_SCENES = 200
+"""Scenes per chunk of a build: each chunk is written once, atomically, and a build that was
+killed starts again after its last finished chunk. Part of the bytes' recipe (arrow record
+batches follow the chunks), so fixed rather than a setting."""
+
+
+def features():
+    """`datasets.Features` of stored rows (`STORED_COLUMNS`)."""
     import datasets as hf
 
     f64, i32, s = hf.Value("float64"), hf.Value("int32"), hf.Value("string")
@@ -326,8 +65,7 @@ def features(image_size: int):
         "scene_id": s,
         "split": s,
         "task": s,
-        "image": hf.Image(),
-        "depth": hf.Array2D(shape=(image_size, image_size), dtype="float32"),
+        "view": i32,
         "intrinsics": hf.List(f64),
         "camera_to_world": hf.List(hf.List(f64)),
         "objects": hf.List(
@@ -352,28 +90,19 @@ def features(image_size: int):
         "lor_target": s,
         "dtr_target": s,
     }
-    assert tuple(spec) == schema.COLUMNS, "features must list schema.COLUMNS in order"
+    assert tuple(spec) == STORED_COLUMNS, "features must list STORED_COLUMNS in order"
     return hf.Features(spec)
 
 
-_RUNTIME: dict[str, Any] = {}
-"""The worker pool and progress bar of the build in progress. They live here, not in the
-generator's arguments, because `datasets` hashes those arguments."""
+def view_features():
+    """`datasets.Features` of stored views (`views.VIEW_COLUMNS`)."""
+    import datasets as hf
+
+    return hf.Features({"scene_id": hf.Value("string"), "image": hf.Value("binary"), "depth": hf.Value("binary")})
 
 
-def _scene_job(job: tuple[DataSettings, str, int]) -> list[dict]:
-    return scene_rows(*job)
-
-
-def _generate(settings_json: str, split: str, start: int, stop: int):
-    settings = DataSettings(**json.loads(settings_json))
-    jobs = [(settings, split, i) for i in range(start, stop)]
-    pool, bar = _RUNTIME.get("pool"), _RUNTIME.get("bar")
-    results = pool.imap(_scene_job, jobs, chunksize=2) if pool is not None else map(_scene_job, jobs)
-    for rows in results:
-        yield from rows
-        if bar is not None:
-            bar.update(1)
+def _scene_job(job: tuple[DataSettings, str, int]) -> tuple[dict, list[dict]]:
+    return scene_records(*job)
 
 
 def _fingerprint(settings: DataSettings, split: str) -> str:
@@ -397,6 +126,110 @@ def is_dataset_dir(path: str | os.PathLike) -> bool:
     return (p / "dataset_dict.json").is_file() and (p / DATA_CARD).is_file()
 
 
+# ----------------------------------------------------------------------------- chunks
+
+
+def chunks(settings: DataSettings) -> list[tuple[str, int, int]]:
+    """(split, first scene, end) of every chunk of a build, in build order."""
+    return [(split, a, min(a + CHUNK_SCENES, r.stop))
+            for split, r in split_ranges(settings).items() for a in range(r.start, r.stop, CHUNK_SCENES)]
+
+
+def staging_dir(out: str | os.PathLike) -> Path:
+    """Where a build of `out` keeps its finished chunks until it publishes `out` (a hidden sibling;
+    kept after a kill, so that the next build of the same settings resumes from it)."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.building")
+
+
+def _open_stage(stage: Path, settings: DataSettings, progress: bool) -> None:
+    """Make `stage` ready for this build: resume a killed build of the same settings, start over
+    from one of other settings, refuse one that a live process is writing."""
+    recipe = {"format": FORMAT, "chunk_scenes": CHUNK_SCENES, "settings": asdict(settings)}
+    plan = stage / "build.json"
+    if stage.is_dir():
+        owner = (stage / "owner").read_text().strip() if (stage / "owner").is_file() else ""
+        if owner.isdigit() and int(owner) != os.getpid() and io.alive(int(owner)):
+            raise ValueError(f"another build (process {owner}) is writing {stage}; wait for it or stop it")
+        same = plan.is_file() and json.loads(plan.read_text()) == json.loads(json.dumps(recipe))
+        if not same:
+            shutil.rmtree(stage)
+        elif progress:
+            done = sum(b - a for split, a, b in chunks(settings) if (stage / _chunk_name((split, a, b))).is_dir())
+            print(f"resuming the build of these settings: {done} of {settings.num_scenes} scenes already built")
+    stage.mkdir(parents=True, exist_ok=True)
+    for leftover in stage.glob("*.tmp-*"):  # a chunk a killed build was writing
+        shutil.rmtree(leftover, ignore_errors=True)
+    io.write_text(stage / "owner", f"{os.getpid()}\n")
+    if not plan.is_file():
+        io.write_json(plan, recipe)
+
+
+def _chunk_name(chunk: tuple[str, int, int]) -> str:
+    split, a, b = chunk
+    return f"{split}-{a:06d}-{b:06d}"
+
+
+def _write_arrow(path: Path, rows: list[dict], feats) -> None:
+    import datasets as hf
+    import pyarrow as pa
+
+    table = hf.Dataset.from_list(rows, features=feats).data.table
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _build_chunk(settings: DataSettings, stage: Path, chunk: tuple[str, int, int], pool, bar) -> None:
+    """Render the scenes of `chunk` and write its rows and views as one folder, atomically."""
+    split, a, b = chunk
+    jobs = [(settings, split, i) for i in range(a, b)]
+    results = pool.imap(_scene_job, jobs, chunksize=2) if pool is not None else map(_scene_job, jobs)
+    records, rows = [], []
+    for record, scene in results:
+        records.append(record)
+        rows.extend(scene)
+        bar.update(1)
+    tmp = Path(tempfile.mkdtemp(dir=stage, prefix=f"{_chunk_name(chunk)}.tmp-"))
+    _write_arrow(tmp / "rows.arrow", rows, features())
+    _write_arrow(tmp / "views.arrow", records, view_features())
+    os.replace(tmp, stage / _chunk_name(chunk))
+
+
+def _assemble(settings: DataSettings, stage: Path, out: Path) -> None:
+    """Save the chunks of `stage` as one dataset folder at `out`: rows, views and data card."""
+    import datasets as hf
+    from datasets.table import MemoryMappedTable, concat_tables
+
+    done = chunks(settings)
+    for kind, feats, where in (("rows", features(), out), ("views", view_features(), out / VIEWS_DIR)):
+        splits = {}
+        for split in split_ranges(settings):
+            tables = [MemoryMappedTable.from_file(str(stage / _chunk_name(c) / f"{kind}.arrow"))
+                      for c in done if c[0] == split]
+            splits[split] = hf.Dataset(concat_tables(tables), info=hf.DatasetInfo(features=feats),
+                                       split=hf.NamedSplit(split), fingerprint=_fingerprint(settings, f"{split}/{kind}"))
+        hf.DatasetDict(splits).save_to_disk(str(where))
+    rows = hf.load_from_disk(str(out))
+    io.write_json(out / DATA_CARD, data_card(settings, rows, split_ranges(settings), _storage(out, rows)))
+
+
+def _storage(out: Path, rows) -> dict:
+    """Bytes on disk of the rows and of the views, in all and per row / per view."""
+    def size(folder: Path) -> int:
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+    import datasets as hf
+
+    n_rows = sum(len(ds) for ds in rows.values())
+    n_views = sum(len(ds) for ds in hf.load_from_disk(str(out / VIEWS_DIR)).values())
+    views_bytes = size(out / VIEWS_DIR)
+    rows_bytes = sum(size(out / split) for split in rows)
+    return {"rows_bytes": rows_bytes, "views_bytes": views_bytes,
+            "bytes_per_row": round(rows_bytes / max(n_rows, 1)), "bytes_per_view": round(views_bytes / max(n_views, 1)),
+            "depth": f"16-bit PNG of millimetres (at most {views.DEPTH_MAX_ERROR_M * 1000:g} mm off, "
+                     f"up to {views.DEPTH_MAX_M:g} m)"}
+
+
 def build_dataset(
     settings: DataSettings,
     out_dir: str | os.PathLike,
@@ -406,8 +239,11 @@ def build_dataset(
 ):
     """Build every split, save it to `out_dir` atomically with a data card; return the DatasetDict.
 
-    workers: processes rendering scenes (1 = in this process, 0 = all cores); the result is the
-    same for any number. overwrite: replace an existing dataset folder (never another folder).
+    The scenes are built in chunks of `CHUNK_SCENES`, each written atomically to `staging_dir(
+    out_dir)`; a build that was killed resumes after its last finished chunk and ends with the
+    same bytes as one that ran through. workers: processes rendering scenes (1 = in this process,
+    0 = all cores); the result is the same for any number. overwrite: replace an existing dataset
+    folder (never another folder).
     """
     import datasets as hf
     from tqdm.auto import tqdm
@@ -419,52 +255,36 @@ def build_dataset(
     out = Path(out_dir)
     rundir.check_output_dir(out, "workbench dataset", is_dataset_dir, overwrite=overwrite, noun="dataset",
                             clear=False)
-    ranges = split_ranges(settings)
-    feats = features(settings.image_size)
-    settings_json = json.dumps(asdict(settings), sort_keys=True)
+    stage = staging_dir(out)
+    _open_stage(stage, settings, progress)
+    todo = [c for c in chunks(settings) if not (stage / _chunk_name(c)).is_dir()]
     was_enabled = hf.is_progress_bar_enabled()
     hf.disable_progress_bars()
-    with io.atomic_dir(out, overwrite=True) as tmp:
-        cache = Path(tempfile.mkdtemp(dir=out.parent, prefix=io.temp_prefix(out, "cache")))
-        pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
-        bar = tqdm(total=settings.num_scenes, desc="scenes", unit="scene", disable=not progress)
-        _RUNTIME.update(pool=pool, bar=bar)
-        try:
-            splits = {}
-            for split, r in ranges.items():
-                splits[split] = hf.Dataset.from_generator(
-                    _generate,
-                    features=feats,
-                    cache_dir=str(cache),
-                    split=hf.NamedSplit(split),
-                    gen_kwargs={
-                        "settings_json": settings_json,
-                        "split": split,
-                        "start": r.start,
-                        "stop": r.stop,
-                    },
-                    fingerprint=_fingerprint(settings, split),
-                )
-            dd = hf.DatasetDict(splits)
-            dd.save_to_disk(str(tmp))
-            io.write_json(tmp / DATA_CARD, data_card(settings, dd, ranges))
-        finally:
-            _RUNTIME.clear()
-            bar.close()
-            if pool is not None:
-                pool.terminate()
-                pool.join()
-            shutil.rmtree(cache, ignore_errors=True)
-            if was_enabled:
-                hf.enable_progress_bars()
+    pool = mp.get_context("spawn").Pool(workers) if workers > 1 and todo else None
+    bar = tqdm(total=settings.num_scenes, initial=settings.num_scenes - sum(b - a for _, a, b in todo),
+               desc="scenes", unit="scene", disable=not progress)
+    try:
+        for chunk in todo:
+            _build_chunk(settings, stage, chunk, pool, bar)
+        with io.atomic_dir(out, overwrite=True) as tmp:
+            _assemble(settings, stage, tmp)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if was_enabled:
+            hf.enable_progress_bars()
+    shutil.rmtree(stage, ignore_errors=True)
     return load_dataset_dir(out)
 
 
-def data_card(settings: DataSettings, dd, ranges: dict[str, range]) -> dict:
-    """Counts per split / task / category, settings, seed and package versions."""
+def data_card(settings: DataSettings, dd, ranges: dict[str, range], storage: dict | None = None) -> dict:
+    """Counts per split / task / category, bytes on disk, settings, seed and package versions."""
     counts = {}
     for split, ds in dd.items():
-        tasks, cats = ds["task"], ds["category"]
+        stored = ds.with_format(None)
+        tasks, cats = list(stored["task"]), list(stored["category"])
         counts[split] = {
             "scenes": len(ranges[split]),
             "rows": len(ds),
@@ -474,10 +294,10 @@ def data_card(settings: DataSettings, dd, ranges: dict[str, range]) -> dict:
                 for t in sorted(set(tasks))
             },
             "answers": dict(
-                sorted(Counter(a for a, t in zip(ds["answer"], ds["answer_type"]) if t == "choice").items())
+                sorted(Counter(a for a, t in zip(stored["answer"], stored["answer_type"]) if t == "choice").items())
             ),
         }
-    return {
+    card = {
         "format": FORMAT,
         "seed": settings.seed,
         "profile": settings.profile,
@@ -486,10 +306,14 @@ def data_card(settings: DataSettings, dd, ranges: dict[str, range]) -> dict:
         "splits": counts,
         "versions": _versions(),
     }
+    if storage is not None:
+        card["storage"] = storage
+    return card
 
 
 def load_dataset_dir(path: str | os.PathLike):
-    """Load a dataset folder written by `build_dataset`, checking that it carries every column."""
+    """Load a dataset folder written by `build_dataset`, checking that it carries every column.
+    Each split reads as full rows (`views.join`: image and depth from the row's view)."""
     import datasets as hf
 
     p = Path(path)
@@ -501,6 +325,7 @@ def load_dataset_dir(path: str | os.PathLike):
         )
     try:
         dd = hf.load_from_disk(str(p))
+        stored_views = hf.load_from_disk(str(p / VIEWS_DIR)) if (p / VIEWS_DIR).is_dir() else None
     except Exception as err:  # json, arrow and datasets errors of a damaged folder
         broken = _first_unreadable_file(p)
         where = f"{broken} is damaged" if broken else f"it cannot be read ({type(err).__name__}: {err})"
@@ -508,8 +333,14 @@ def load_dataset_dir(path: str | os.PathLike):
                          ) from None
     if not isinstance(dd, hf.DatasetDict):
         raise ValueError(f"{p} holds a single Dataset, expected a DatasetDict with splits {schema.SPLITS}")
+    if stored_views is not None:  # rows name their views (format 2); format 1 stores them in the rows
+        missing = [s for s in dd if s not in stored_views]
+        if missing:
+            raise ValueError(f"dataset folder {str(p)!r}: {VIEWS_DIR}/ lacks the splits {missing}; rebuild it "
+                             f"with `workbench data --out {p} --overwrite`")
+        dd = hf.DatasetDict({split: views.join(ds, stored_views[split]) for split, ds in dd.items()})
     for split, ds in dd.items():
-        missing = [c for c in schema.COLUMNS if c not in ds.column_names]
+        missing = [c for c in schema.COLUMNS if c not in views.column_names(ds)]
         if missing:
             raise ValueError(f"{p}: split {split!r} lacks columns {missing}")
     return dd

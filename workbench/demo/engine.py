@@ -87,10 +87,12 @@ class DemoEngine:
         self.dataset = None
         self.image_size = image_size
         if data_dir:
-            from workbench.dataset import load_dataset_dir
+            from workbench.dataset import load_dataset_dir, views
 
             # in memory: a cache file would change the folder the demo serves
-            self.dataset = {s: ds.filter(lambda t: t in QA_TASKS, input_columns="task", keep_in_memory=True) for s, ds in load_dataset_dir(data_dir).items()}
+            self.dataset = {s: ds.select([i for i, t in enumerate(views.column(ds, "task")) if t in QA_TASKS],
+                                         keep_in_memory=True)
+                            for s, ds in load_dataset_dir(data_dir).items()}
             first = next((ds for ds in self.dataset.values() if len(ds)), None)
             if first is not None:
                 self.image_size = max(first[0]["image"].size)

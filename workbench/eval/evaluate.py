@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import io, rundir, schema
+from workbench.dataset import views
 from workbench.eval import baselines, metrics
 from workbench.settings import PROFILES, add_set_argument, as_names, check_profile, from_preset, parse_set
 from workbench.tasks import rewards
@@ -150,7 +151,7 @@ class EvalResult:
 def select_rows(ds, max_examples: int = 0) -> list[int]:
     """Indices of the QA rows of a split; with `max_examples`, round-robin over categories
     (each category's rows in dataset order) until that many are taken, then sorted."""
-    tasks, categories = ds["task"], ds["category"]
+    tasks, categories = views.column(ds, "task"), views.column(ds, "category")
     by_cat: dict[str, list[int]] = {}
     for i, (task, cat) in enumerate(zip(tasks, categories)):
         if task in schema.QA_TASKS:
@@ -177,7 +178,7 @@ def load_rows(data: Any, split: str, max_examples: int = 0, images: bool = False
     ds = data[split]
     indices = select_rows(ds, max_examples)
     dropped = ("depth",) if images else ("depth", "image")
-    ds = ds.remove_columns([c for c in dropped if c in ds.column_names]).select(indices)
+    ds = views.remove_columns(ds, dropped).select(indices)
     rows = []
     for i, row in zip(indices, ds):
         row["row_index"] = int(i)
@@ -207,11 +208,10 @@ class ImageReader:
             by_split.setdefault(row["split"], []).append(k)
         for split, ks in by_split.items():
             if split not in self._columns:
-                columns = [c for c in ("image", "depth", "intrinsics") if c in self.data[split].column_names]
-                chosen = self.data[split].select_columns(["image"] if self.blank else columns)
-                if "depth" in chosen.column_names:  # numpy: far cheaper than python lists of floats
-                    chosen = chosen.with_format("numpy", columns=["depth"], output_all_columns=True)
-                self._columns[split] = chosen
+                names = views.column_names(self.data[split])
+                columns = [c for c in ("image", "depth", "intrinsics") if c in names]
+                chosen = views.select_columns(self.data[split], ["image"] if self.blank else columns)
+                self._columns[split] = views.numpy_depth(chosen)  # numpy: far cheaper than lists of floats
             batch = self._columns[split][[int(rows[k]["row_index"]) for k in ks]]
             for j, k in enumerate(ks):
                 if self.blank:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import io, rundir, schema
+from workbench.dataset import views
 from workbench.settings import (
     PROFILES,
     add_set_argument,
@@ -197,7 +198,7 @@ class BaseSettings:
 def example_index(split, settings: BaseSettings) -> list[tuple[int, str, int]]:
     """(row, task, region) of every example: a dataset row of `row_tasks` as it is (region -1), and
     each region of each QA row once per `derived_tasks`."""
-    tasks, regions = list(split["task"]), list(split["regions"])
+    tasks, regions = views.column(split, "task"), views.column(split, "regions")
     out: list[tuple[int, str, int]] = []
     for i, (task, marked) in enumerate(zip(tasks, regions)):
         if task in settings.row_tasks:
@@ -228,9 +229,7 @@ def training_examples(split, settings: BaseSettings, depth: bool = False, region
     picked = [index[i] for i in order]
     columns = ("id", "task", "image", "regions", "objects", "question", "choices", "lor_target", "dtr_target")
     columns += ("depth", "intrinsics") if depth else ()
-    source = split.select_columns([c for c in columns if c in split.column_names])
-    if depth:
-        source = source.with_format("numpy", columns=["depth"], output_all_columns=True)
+    source = views.numpy_depth(views.select_columns(split, [c for c in columns if c in views.column_names(split)]))
 
     def make(batch: dict[str, list]) -> dict[str, list]:
         src = source[list(batch["row"])]
@@ -262,8 +261,8 @@ def grounding_rows(split, n: int, seed: int = 0) -> list[dict]:
     """`n` region -> 3D center rows of a split (the first region of a seeded sample of its QA rows)."""
     import numpy as np
 
-    regions = list(split["regions"])
-    idx = [i for i, t in enumerate(split["task"]) if t in schema.QA_TASKS and regions[i]]
+    regions = views.column(split, "regions")
+    idx = [i for i, t in enumerate(views.column(split, "task")) if t in schema.QA_TASKS and regions[i]]
     if n and n < len(idx):
         idx = sorted(np.random.default_rng(seed).choice(idx, size=n, replace=False).tolist())
     return [grounding_row(split[int(i)], "ground_3d", 0, seed) for i in idx]
@@ -273,7 +272,8 @@ def mean_center(split) -> list[float]:
     """The mean camera-frame center of the objects the split's questions mark (the constant guess)."""
     import numpy as np
 
-    centers = [c for task, by_label in zip(split["task"], split["centers"]) if task in schema.QA_TASKS
+    centers = [c for task, by_label in zip(views.column(split, "task"), views.column(split, "centers"))
+               if task in schema.QA_TASKS
                for c in schema.centers_of(by_label).values()]
     return np.mean(np.asarray(centers, dtype=float), axis=0).round(4).tolist() if centers else [0.0, 0.0, 0.0]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import schema
+from workbench.dataset import views
 from workbench.model import depth as depth_codec
 from workbench.settings import known_names
 from workbench.tasks import prompts
@@ -44,7 +45,7 @@ def load_splits(data_dir: str | os.PathLike, splits: Sequence[str] = ("train", "
     for split in splits:
         if split not in dd:
             raise ValueError(f"dataset {str(path)!r} has no {split!r} split (it has {sorted(dd)})")
-        missing = [c for c in REQUIRED_COLUMNS if c not in dd[split].column_names]
+        missing = [c for c in REQUIRED_COLUMNS if c not in views.column_names(dd[split])]
         if missing:
             raise ValueError(f"dataset {str(path)!r}, split {split!r} lacks required columns {missing}")
     return dd
@@ -93,12 +94,12 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     import datasets as hf
     import numpy as np
 
-    tasks = list(rows["task"])  # a plain list: indexing a datasets Column reads the table each time
+    tasks = views.column(rows, "task")  # a plain list: indexing a datasets Column reads the table each time
     # (row, path, region, task): region -1 for the row itself, k for a grounding example of its k-th region
     index = [(i, path, -1, tasks[i]) for i, path in example_index(tasks, blend)]
     grounding = known_names(grounding, GROUNDING_TASKS, "grounding tasks")
     if grounding:
-        marked = list(rows["regions"])
+        marked = views.column(rows, "regions")
         index += [(i, "plain", k, task) for i, t in enumerate(tasks) if t in schema.QA_TASKS
                   for k in range(len(marked[i] or ())) for task in grounding]
     if not index:
@@ -114,10 +115,10 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     columns = ("id", "task", "image", "regions", "question", "choices", "lor_target", "dtr_target")
     columns += ("depth", "intrinsics") if depth else ()
     columns += ("objects",) if grounding else ()
-    kept = [c for c in columns if c in rows.column_names]
-    source = rows.select_columns(kept)  # no copy; geometry (and depth, unless asked) is never read
-    if "depth" in kept:  # as numpy: python lists of 112 x 112 floats cost 75 ms a batch of 8
-        source = source.with_format("numpy", columns=["depth"], output_all_columns=True)
+    kept = [c for c in columns if c in views.column_names(rows)]
+    # no copy; geometry (and depth, unless asked) is never read; depth as numpy: python lists of
+    # 112 x 112 floats cost 75 ms a batch of 8
+    source = views.numpy_depth(views.select_columns(rows, kept))
     path_code = {"lor": 0, "dtr": 1, "plain": 2}
 
     def make(batch: dict[str, list]) -> dict[str, list]:
@@ -158,7 +159,7 @@ def grounding_row(row: dict[str, Any], task: str, k: int, seed: int = 0) -> dict
 
     import numpy as np
 
-    from workbench.dataset.build import GROUND_2D_TEMPLATES, GROUND_3D_TEMPLATES
+    from workbench.dataset.records import GROUND_2D_TEMPLATES, GROUND_3D_TEMPLATES
     from workbench.tasks import traces
     region = row["regions"][k]
     obj = row["objects"][region["object_index"]]

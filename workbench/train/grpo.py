@@ -45,7 +45,7 @@ from trl import GRPOConfig
 
 from workbench import compat, io, rundir
 from workbench import model as model_mod
-from workbench.dataset import load_dataset_dir
+from workbench.dataset import load_dataset_dir, views
 from workbench.model import depth as depth_codec
 from workbench.schema import PATHS, QA_TASKS
 from workbench.settings import PROFILES, add_set_argument, parse_set, trainer_bf16, trainer_report_to
@@ -75,37 +75,40 @@ def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system:
     `prompt` column built by `prompts.to_messages` (image placeholder; TRL fills it from `image`),
     and `path` set by `prompt_paths` (under `joint`, a region question gives one prompt per path).
     `depth`: each `image` carries its row's depth (`model.depth.attach`), for a model that embeds it."""
-    missing = [c for c in PROMPT_COLUMNS if c not in dataset.column_names]
+    names = views.column_names(dataset)
+    missing = [c for c in PROMPT_COLUMNS if c not in names]
     if missing:
-        raise ValueError(f"dataset lacks the columns {missing} that GRPO needs (has {dataset.column_names})")
-    # keep_in_memory: never write cache files into the (shared, read-only) dataset folder
-    dataset = dataset.filter(lambda task: task in QA_TASKS, input_columns="task", keep_in_memory=True)
+        raise ValueError(f"dataset lacks the columns {missing} that GRPO needs (has {names})")
+    # indices from the stored columns: filtering a split would make every row's image
+    tasks, row_paths = views.column(dataset, "task"), views.column(dataset, "path")
+    keep = [i for i, task in enumerate(tasks) if task in QA_TASKS]
     if settings.max_prompts is not None:  # the first ones: the dataset order is already seeded-random
-        dataset = dataset.select(range(min(settings.max_prompts, len(dataset))))
-    if len(dataset) == 0:
+        keep = keep[: settings.max_prompts]
+    if not keep:
         raise ValueError(f"no region_qa / general_qa rows in split {settings.split!r}: nothing to reinforce")
-
-    pairs = [(i, path) for i, (task, row_path) in enumerate(zip(dataset["task"], dataset["path"]))
-             for path in prompt_paths(task, row_path, settings.paths)]
+    pairs = [(i, path) for i in keep for path in prompt_paths(tasks[i], row_paths[i], settings.paths)]
+    # keep_in_memory: never write cache files into the (shared, read-only) dataset folder
     dataset = dataset.select([i for i, _ in pairs], keep_in_memory=True)
 
+    depth = depth and "depth" in names  # a dataset without depth runs without it
+    joined = views.joined(dataset) is not None
     # numpy: python lists of a depth map's floats cost ~10 ms a row (read apart: `map` would hand
-    # every column to `add_prompt` in the numpy format)
-    depth = depth and "depth" in dataset.column_names  # a dataset without depth runs without it
-    depths = dataset.select_columns(["depth"]).with_format("numpy") if depth else None
+    # every column to `add_prompt` in the numpy format); a joined split reads depth as numpy already
+    depths = dataset.select_columns(["depth"]).with_format("numpy") if depth and not joined else None
 
     def add_prompt(row, index):
         path = pairs[index][1]
         out = {"path": path, "prompt": prompts.to_messages(row, path, region_coords=region_coords, system=system,
                                                            option_style=option_style)}
         if depth:
-            out["image"] = depth_codec.row_image({**row, "depth": depths[index]["depth"]})
+            out["image"] = depth_codec.row_image({**row, "depth": row["depth"] if joined else depths[index]["depth"]})
+        elif joined:  # made from the row's view: stored with the prompt
+            out["image"] = row["image"]
         return out
 
-    extra = [c for c in dataset.column_names if c not in PROMPT_COLUMNS]
-    source = dataset.remove_columns(["depth"]) if "depth" in dataset.column_names else dataset
-    return source.map(add_prompt, with_indices=True, remove_columns=[c for c in extra if c != "depth"],
-                      keep_in_memory=True)
+    source = dataset if depth and joined else views.remove_columns(dataset, ["depth"])
+    extra = [c for c in source.column_names if c not in PROMPT_COLUMNS]
+    return source.map(add_prompt, with_indices=True, remove_columns=extra, keep_in_memory=True).with_format(None)
 
 
 def prompt_paths(task: str, row_path: str, mode: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from workbench import compat
+from workbench.dataset import views
 
 ALL = "(all)"
 """Dropdown value meaning "no filter"."""
@@ -80,7 +81,7 @@ class FigureContainer(W.VBox):
 def column(rows: Any, name: str) -> list:
     """One column of a `datasets.Dataset` or of a list of dicts, as a list."""
     if hasattr(rows, "column_names"):
-        return list(rows[name])
+        return views.column(rows, name)
     return [r[name] for r in rows]
 
 
@@ -106,7 +107,7 @@ class RowIndex:
         k = len(self._sources)
         self._sources.append(rows)
         ids = column(rows, "id")
-        names = rows.column_names if hasattr(rows, "column_names") else (rows[0].keys() if len(rows) else ())
+        names = views.column_names(rows) if hasattr(rows, "column_names") else (rows[0].keys() if len(rows) else ())
         splits = column(rows, "split") if "split" in names else [default_split] * len(ids)
         for i, (rid, split) in enumerate(zip(ids, splits)):
             self._where.setdefault((split, rid), (k, i))

@@ -212,9 +212,30 @@ def region_for(view: View, index: int, label: str) -> dict:
         assert len(xs), f"object {index} is not visible"
         k = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
         pu, pv = int(xs[k]), int(ys[k])
-    s = max(2, w // 28)
+    s = point_half_width(w)
     box = [max(pu - s, 0), max(pv - s, 0), min(pu + s + 1, w), min(pv + s + 1, h)]
     return {"label": label, "kind": kind, "bbox_2d": box, "point": [pu, pv]}
+
+
+def point_half_width(width: int) -> int:
+    """Half the side of a point region's box, for an image `width` pixels wide."""
+    return max(2, width // 28)
+
+
+def region_marks(region: dict, width: int) -> dict:
+    """The mark `draw_marks` draws for a stored region {label, kind, bbox_2d} of an image `width`
+    pixels wide: a point's pixel comes back from its box (`region_for` centres the box on it and
+    clips it at the image edge, never on both sides).
+
+    >>> region_marks({"label": "red point", "kind": "point", "bbox_2d": [0, 5, 7, 14]}, 112)["point"]
+    [2, 9]
+    """
+    x1, y1, x2, y2 = (int(v) for v in region["bbox_2d"])
+    point = None
+    if region["kind"] == "point":
+        s = point_half_width(width)
+        point = [x1 + s if x1 > 0 else x2 - s - 1, y1 + s if y1 > 0 else y2 - s - 1]
+    return {"label": region["label"], "kind": region["kind"], "bbox_2d": [x1, y1, x2, y2], "point": point}
 
 
 def parse_label(label: str) -> tuple[str, str]:

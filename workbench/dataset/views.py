@@ -1,0 +1,188 @@
+"""Rendered views stored once, joined to their question rows on read.
+
+A dataset folder keeps one record per rendered view (`VIEW_COLUMNS`: the clean image as PNG, the
+z-depth as a 16-bit PNG in millimetres) under `views/`, and question rows that name their view
+(`view`, an index into the split's views). `join` puts a `ViewJoin` transform on a split, so a row
+reads as the data contract says (SPEC section 5): `image` (a PIL image with the row's regions
+drawn, pixel for pixel what `render.draw_marks` gives) and `depth` (float32 (H, W) metres, as a
+numpy array). Everything else (TRL, the evaluation, the notebooks, the demo) sees plain rows.
+
+The joined columns are not arrow columns of the split, so code that picks columns goes through
+`column_names`, `select_columns` and `remove_columns` here, which work the same on a joined split
+and on an in-memory split that carries `image` and `depth` itself (a test's, an upload's).
+
+Depth is stored in millimetres: at most `DEPTH_MAX_ERROR_M` (half a millimetre) off below
+`DEPTH_MAX_M`, and 0 (no depth there) stays 0.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from workbench import schema
+
+JOINED = ("image", "depth")
+"""Row columns that come from the row's view."""
+NEEDS = {"image": ("view", "regions"), "depth": ("view",)}
+"""The stored row columns each joined column is made from."""
+VIEW_COLUMNS = ("scene_id", "image", "depth")
+"""Columns of a split's views: the clean image (PNG bytes) and depth (16-bit PNG, millimetres)."""
+DEPTH_MAX_M = 65.535
+"""The deepest z a view can store (uint16 millimetres)."""
+DEPTH_MAX_ERROR_M = 0.000508
+"""Largest difference between a stored depth and the rendered one: half a millimetre, plus float32
+rounding at `DEPTH_MAX_M`."""
+CACHE_VIEWS = 64
+"""Decoded views a `ViewJoin` keeps (rows of one scene are read together)."""
+
+
+# ----------------------------------------------------------------------------- depth as a PNG
+
+
+def encode_depth(depth: np.ndarray) -> bytes:
+    """A float32 (H, W) z-depth in metres as a 16-bit grayscale PNG of millimetres.
+
+    >>> d = np.array([[0.0, 1.2344], [2.5, 65.0]], dtype=np.float32)
+    >>> float(np.abs(decode_depth(encode_depth(d)) - d).max()) <= DEPTH_MAX_ERROR_M
+    True
+    """
+    from PIL import Image
+
+    arr = np.asarray(depth, dtype=np.float32)
+    if arr.ndim != 2 or not np.isfinite(arr).all() or (arr < 0).any() or (arr > DEPTH_MAX_M).any():
+        raise ValueError(f"a stored depth must be a finite (H, W) map of z in [0, {DEPTH_MAX_M}] m, got shape "
+                         f"{arr.shape}, range [{float(np.nanmin(arr)):.3g}, {float(np.nanmax(arr)):.3g}]")
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(arr * 1000.0).astype(np.uint16)).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def decode_depth(data: bytes) -> np.ndarray:
+    """The float32 (H, W) z-depth in metres of `encode_depth`'s PNG."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img, dtype=np.float32) / np.float32(1000.0)
+
+
+# ----------------------------------------------------------------------------- the join
+
+
+class ViewJoin:
+    """`datasets` transform of a split's stored rows: adds `image` and / or `depth` (`joined`)
+    from each row's view and shows the stored columns in `shown` (the rest were read only to make
+    the joined ones). Picklable: the decoded-view cache is not carried along."""
+
+    def __init__(self, views: Any, joined: Sequence[str] = JOINED, shown: Sequence[str] | None = None):
+        unknown = [c for c in joined if c not in JOINED]
+        if unknown:
+            raise ValueError(f"columns {unknown} do not come from views (those are {list(JOINED)})")
+        self.views, self.joined = views, tuple(joined)
+        self.shown = None if shown is None else tuple(shown)
+        self._cache: OrderedDict[int, tuple[bytes, np.ndarray]] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": OrderedDict()}
+
+    def view(self, index: int) -> tuple[Any, np.ndarray]:
+        """(clean RGB array, depth) of view `index`, decoded once while it stays in the cache."""
+        from PIL import Image
+
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        record = self.views[int(index)]
+        with Image.open(io.BytesIO(record["image"])) as img:
+            rgb = np.asarray(img.convert("RGB"))
+        out = (rgb, decode_depth(record["depth"]))
+        self._cache[index] = out
+        if len(self._cache) > CACHE_VIEWS:
+            self._cache.popitem(last=False)
+        return out
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        from workbench.world import render
+
+        shown = [c for c in batch if (c in self.shown if self.shown is not None else c != "view")]
+        # a split narrowed by `datasets`' own select_columns may no longer hold its views' index:
+        # then it shows what it has
+        made: dict[str, list] = {c: [] for c in self.joined} if "view" in batch else {}
+        if made:
+            for k, index in enumerate(batch["view"]):
+                rgb, depth = self.view(index)
+                if "image" in made:
+                    marks = [render.region_marks(r, rgb.shape[1]) for r in batch["regions"][k] or ()]
+                    made["image"].append(render.draw_marks(rgb, marks))
+                if "depth" in made:
+                    made["depth"].append(depth)
+        columns = {**{c: batch[c] for c in shown}, **made}
+        order = {c: i for i, c in enumerate(schema.COLUMNS)}
+        return {c: columns[c] for c in sorted(columns, key=lambda c: order.get(c, len(order)))}
+
+
+def joined(ds: Any) -> ViewJoin | None:
+    """The `ViewJoin` on split `ds`, or None for a split that stores its images itself."""
+    transform = (getattr(ds, "format", None) or {}).get("format_kwargs", {}).get("transform")
+    return transform if isinstance(transform, ViewJoin) else None
+
+
+def join(rows: Any, views: Any) -> Any:
+    """Split `rows` (stored rows with `view`) reading as full rows: image and depth joined."""
+    shown = [c for c in rows.column_names if c != "view"]
+    return rows.with_transform(ViewJoin(views, JOINED, shown))
+
+
+def column_names(ds: Any) -> list[str]:
+    """The columns a row of `ds` shows (joined ones included), in the contract's order."""
+    join_ = joined(ds)
+    if join_ is None:
+        return list(ds.column_names)
+    stored = [c for c in ds.column_names if c != "view"]  # `datasets`' own remove_columns may narrow it
+    shown = [c for c in stored if join_.shown is None or c in join_.shown]
+    names = [*shown, *(join_.joined if "view" in ds.column_names else ())]
+    order = {c: i for i, c in enumerate(schema.COLUMNS)}
+    return sorted(names, key=lambda c: order.get(c, len(order)))
+
+
+def select_columns(ds: Any, columns: Sequence[str]) -> Any:
+    """`ds` showing only `columns` (no copy). Joined columns are made only when asked for, and the
+    stored ones they need are read but not shown."""
+    missing = [c for c in columns if c not in column_names(ds)]
+    if missing:
+        raise ValueError(f"the split has no columns {missing} (it has {column_names(ds)})")
+    join_ = joined(ds)
+    if join_ is None:
+        return ds.select_columns(list(columns))
+    wanted = tuple(c for c in columns if c in JOINED)
+    stored = [c for c in columns if c not in JOINED]
+    needed = stored + [c for j in wanted for c in NEEDS[j] if c not in stored]
+    needed = list(dict.fromkeys(needed))
+    plain = ds.with_format(None).select_columns(needed)
+    return plain.with_transform(ViewJoin(join_.views, wanted, stored))
+
+
+def remove_columns(ds: Any, columns: Sequence[str]) -> Any:
+    """`ds` without `columns` (those it has; the others are ignored)."""
+    names = column_names(ds)
+    return select_columns(ds, [c for c in names if c not in columns])
+
+
+def numpy_depth(ds: Any) -> Any:
+    """`ds` whose `depth` reads as a numpy array (python lists of a depth map's floats are slow):
+    already so for a joined split, the numpy format on that column otherwise."""
+    if joined(ds) is not None or "depth" not in ds.column_names:
+        return ds
+    return ds.with_format("numpy", columns=["depth"], output_all_columns=True)
+
+
+def column(ds: Any, name: str) -> list:
+    """The values of stored column `name` of `ds` as a list, without making any image or depth
+    (a `datasets` Column of a transformed split runs the transform on every row)."""
+    if name in JOINED:
+        raise ValueError(f"{name!r} is made from the views; read it through select_columns")
+    return list((ds.with_format(None) if joined(ds) is not None else ds)[name])
