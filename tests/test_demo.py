@@ -3,9 +3,12 @@ and a real headless Chromium."""
 
 from __future__ import annotations
 
+import html
+import json
 import shutil
 import socket
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -54,23 +57,68 @@ def client(server):
     return Client(server["url"], verbose=False)
 
 
-def test_compare_example_returns_both_paths(client, server):
-    lor, dtr, lor_html, dtr_html, summary, _plot, _image = client.predict("val", 0, api_name="/compare_example")
-    assert isinstance(lor, str) and isinstance(dtr, str)
+def _is_cleared(outputs) -> bool:
+    """Every output but the message is empty: nothing of an earlier answer is left on the page."""
+    return all(v in ("", None) for v in outputs[:-1])
+
+
+def test_compare_example_shows_the_question_its_options_and_a_large_image(client, server):
+    engine = server["engine"]
+    index = next(i for i in range(engine.split_sizes()["val"]) if engine.example("val", i)["choices"])
+    lor, dtr, lor_html, dtr_html, summary, _plot, image, message = client.predict("val", index, api_name="/compare_example")
+    row = engine.example("val", index)
+    assert isinstance(lor, str) and isinstance(dtr, str) and message == ""
     assert "LOR" in lor_html and "DTR" in dtr_html
-    truth = server["engine"].example("val", 0)["answer"]
-    assert f"**Truth:** {truth}" in summary and "| overall |" in summary
+    assert html.escape(row["question"]) in summary
+    for letter, option in zip("ABCDEFGH", row["choices"]):
+        assert f"{letter}. {html.escape(option)}" in summary
+    truth = f"{row['answer']} ({row['choices'][ord(row['answer']) - 65]})"  # "B (closer)"
+    assert f"truth: {html.escape(truth)}" in summary and "<td>overall</td>" in summary
+    small, large = row["image"].size, Image.open(image).size
+    assert max(large) == 448 and large == (small[0] * 448 // max(small), small[1] * 448 // max(small))
+
+
+def test_the_api_names_its_parameters_and_hides_the_pages_own_handlers(client):
+    info = client.view_api(return_format="dict", print_info=False)
+    named = {name: [p["parameter_name"] for p in e["parameters"]] for name, e in info["named_endpoints"].items()}
+    assert named == {"/compare_example": ["split", "index"],
+                     "/compare": ["image", "question", "regions", "depth", "choices"]}
+    assert not info["unnamed_endpoints"], "an internal handler (click, preview, gallery) is public"
+    assert client.predict(split="val", index=1, api_name="/compare_example")[-1] == ""
 
 
 def test_compare_upload_returns_both_paths(client, server):
     from gradio_client import handle_file
 
-    lor, dtr, *_rest, summary, _plot, image = client.predict(
+    lor, dtr, *_rest, summary, _plot, _image, message = client.predict(
         handle_file(str(server["upload"])), GOOD_QUESTION, GOOD_REGIONS, None, api_name="/compare"
     )
-    assert isinstance(lor, str) and isinstance(dtr, str)
-    assert "Truth" not in summary  # an upload has no ground truth
-    assert "**Depth:** none: the 3D positional embedding is off" in summary
+    assert isinstance(lor, str) and isinstance(dtr, str) and message == ""
+    assert "truth" not in summary  # an upload has no ground truth
+    assert "<b>Depth:</b> none: the 3D positional embedding is off" in summary
+
+
+def test_an_upload_with_clicked_regions_and_choices_runs(client, server):
+    """Two clicks make the red box, one the blue point; the choices reach the model as options."""
+    from gradio_client import handle_file
+
+    from workbench.demo.engine import click_region, draw_upload
+    from workbench.world.render import MARK_COLORS
+
+    regions, pending, _ = click_region("[]", None, "box", "red", 100, 90)
+    assert regions == "[]" and pending == [100, 90]
+    regions, pending, _ = click_region(regions, pending, "box", "red", 10, 10)
+    regions, pending, _ = click_region(regions, pending, "point", "blue", 250, 150)
+    assert json.loads(regions) == [{"label": "red box", "bbox_2d": [10, 10, 101, 91]},
+                                   {"label": "blue point", "point": [250, 150]}]
+    drawn = np.asarray(draw_upload(str(server["upload"]), regions))
+    assert tuple(drawn[50, 9]) == MARK_COLORS["red"] and tuple(drawn[150, 250]) == MARK_COLORS["blue"]
+    question = "Is the blue point <region> left or right of the red box <region>?"
+    lor, dtr, *_rest, summary, _plot, _image, message = client.predict(  # by name, the depth left out
+        image=handle_file(str(server["upload"])), question=question, regions=regions, choices="left, right",
+        api_name="/compare")
+    assert message == "" and isinstance(lor, str) and isinstance(dtr, str)
+    assert "A. left" in summary and "B. right" in summary
 
 
 def test_compare_upload_with_a_depth_map(client, server):
@@ -79,55 +127,59 @@ def test_compare_upload_with_a_depth_map(client, server):
 
     depth_png = server["root"] / "upload_depth.png"
     Image.fromarray(np.full((200, 300), 2500, dtype=np.uint16)).save(depth_png)
-    *_rest, summary, _plot, _image = client.predict(
+    *_rest, summary, _plot, _image, message = client.predict(
         handle_file(str(server["upload"])), GOOD_QUESTION, GOOD_REGIONS, handle_file(str(depth_png)),
         api_name="/compare")
-    assert "**Depth:** the uploaded depth map" in summary
+    assert message == "" and "<b>Depth:</b> the uploaded depth map" in summary
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (("test", 10_000), "out of range"),
-        (("nosuch", 0), "nosuch is not in the list of choices"),
+        (("nosuch", 0), "split 'nosuch' is not in the dataset"),
     ],
 )
 def test_bad_example_input_gives_a_message_and_the_app_keeps_serving(client, args, message):
-    from gradio_client.exceptions import AppError
-
-    with pytest.raises(AppError, match=message):
-        client.predict(*args, api_name="/compare_example")
-    assert isinstance(client.predict("val", 1, api_name="/compare_example")[0], str)
+    outputs = client.predict(*args, api_name="/compare_example")
+    assert message in outputs[-1] and _is_cleared(outputs)
+    assert client.predict("val", 1, api_name="/compare_example")[-1] == ""
 
 
 @pytest.mark.parametrize(
     "case, message",
     [
         ("no_image", "no image"),
-        ("not_an_image", "cannot identify image file"),
+        ("not_an_image", "'notes.txt' is not an image file"),
+        ("text_renamed_png", "'renamed.png' is not an image file"),
         ("huge_image", "the largest side may be"),
         ("outside", "outside the 300x200 image"),
         ("malformed", "not valid JSON"),
         ("empty_question", "the question is empty"),
         ("long_question", "at most 600"),
-        ("token_mismatch", "has 2 <region> tokens but 1 regions"),
-        ("depth_size", r"depth map 'small_depth.npy' has shape \(20, 30\); the image needs \(200, 300\)"),
+        ("token_mismatch", "has 2 &lt;region&gt; tokens but 1 regions"),
+        ("unknown_label", "the question names 'green point &lt;region&gt;', but no region is labelled 'green point'"),
+        ("unnamed_region", "region 'blue point' is not named in the question"),
+        ("empty_choice", "have an empty option"),
+        ("depth_size", "depth map 'small_depth.npy' has shape (20, 30); the image needs (200, 300)"),
         ("depth_8bit", "depth map 'gray_depth.png' is a L image; a depth PNG is 16-bit"),
         ("depth_nan", "depth map 'nan_depth.npy' contains NaN"),
     ],
 )
 def test_bad_upload_gives_a_message_and_the_app_keeps_serving(client, server, case, message):
     from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
 
     root = server["root"]
     image, question, regions = handle_file(str(server["upload"])), GOOD_QUESTION, GOOD_REGIONS
-    depth = None
+    depth, choices = None, ""
     if case == "no_image":
         image = None
     elif case == "not_an_image":
         (root / "notes.txt").write_text("not pixels")
         image = handle_file(str(root / "notes.txt"))
+    elif case == "text_renamed_png":
+        (root / "renamed.png").write_text("a text file, renamed")
+        image = handle_file(str(root / "renamed.png"))
     elif case == "huge_image":
         Image.new("RGB", (5000, 20)).save(root / "huge.png")
         image = handle_file(str(root / "huge.png"))
@@ -141,6 +193,12 @@ def test_bad_upload_gives_a_message_and_the_app_keeps_serving(client, server, ca
         question = GOOD_QUESTION + " x" * 400
     elif case == "token_mismatch":
         regions = '[{"label": "red box", "bbox_2d": [10, 10, 100, 90]}]'
+    elif case == "unknown_label":
+        question = GOOD_QUESTION.replace("blue point", "green point")
+    elif case == "unnamed_region":
+        question = GOOD_QUESTION.replace("blue point", "thing")
+    elif case == "empty_choice":
+        choices = "left,,right"
     elif case == "depth_size":
         np.save(root / "small_depth.npy", np.ones((20, 30), dtype=np.float32))
         depth = handle_file(str(root / "small_depth.npy"))
@@ -150,9 +208,22 @@ def test_bad_upload_gives_a_message_and_the_app_keeps_serving(client, server, ca
     elif case == "depth_nan":
         np.save(root / "nan_depth.npy", np.full((200, 300), np.nan, dtype=np.float32))
         depth = handle_file(str(root / "nan_depth.npy"))
-    with pytest.raises(AppError, match=message):
-        client.predict(image, question, regions, depth, api_name="/compare")
-    assert isinstance(client.predict("val", 0, api_name="/compare_example")[0], str)
+    outputs = client.predict(image, question, regions, depth, choices, api_name="/compare")
+    assert message in outputs[-1], outputs[-1]
+    assert tempfile.gettempdir() not in outputs[-1], "the message shows a server path"
+    assert "preprocess" not in outputs[-1]
+    assert _is_cleared(outputs)
+    assert client.predict("val", 0, api_name="/compare_example")[-1] == ""
+
+
+def test_an_error_clears_the_previous_answer(client, server):
+    """The page shows one answer at a time: an error after a good answer empties every output."""
+    from gradio_client import handle_file
+
+    good = client.predict(handle_file(str(server["upload"])), GOOD_QUESTION, GOOD_REGIONS, None, api_name="/compare")
+    assert not _is_cleared(good) and good[-1] == ""
+    bad = client.predict(handle_file(str(server["upload"])), GOOD_QUESTION, "[", None, api_name="/compare")
+    assert _is_cleared(bad) and "not valid JSON" in bad[-1]
 
 
 def test_twenty_concurrent_clients_are_all_answered(server):
@@ -228,6 +299,33 @@ def test_an_upload_with_depth_shows_its_point_cloud(server):
     assert with_depth.depth == "the uploaded depth map"
     without = engine.compare(str(server["upload"]), GOOD_QUESTION, regions)
     assert "point cloud" not in [t.name for t in without.figure().data]
+
+
+def test_the_3d_panel_says_why_it_shows_nothing(server):
+    """An upload's 3D panel: DTR's centers when it writes them, else a sentence saying why not."""
+    from workbench.dataset import freeform
+    from workbench.demo.engine import Comparison
+    from workbench.tasks import rewards
+
+    flat = freeform.make_row(str(server["upload"]), GOOD_QUESTION, GOOD_REGIONS)
+    deep = freeform.make_row(str(server["upload"]), GOOD_QUESTION, GOOD_REGIONS, depth=np.full((200, 300), 2.0))
+    detect = '<detect><3d_box center="0.1,0.2,1.5">cube (red box)</3d_box></detect><answer>A</answer>'
+    cases = [
+        (flat, "<answer>A</answer>", "Nothing to show in 3D: DTR wrote no <detect> block", False),
+        (flat, "<detect></detect><answer>A</answer>", "Nothing to show in 3D: DTR's <detect> block has no 3d_box", False),
+        (flat, detect, "No depth map: DTR's centers are shown without a point cloud", True),
+        (deep, "<answer>A</answer>", "DTR wrote no <detect> block, so it placed no object in 3D; the scene is shown alone", False),
+        (deep, detect, "", True),
+    ]
+    for row, dtr, note, has_centers in cases:
+        c = Comparison(row=row, completions={"lor": "", "dtr": dtr}, answers={"lor": None, "dtr": "A"},
+                       centers={"lor": {}, "dtr": rewards.parse_centers(dtr)})
+        fig = c.figure()
+        assert c.figure_note().startswith(note) and (note == "") == (c.figure_note() == "")
+        names = [t.name for t in fig.data]
+        assert ("DTR centers" in names or "predicted centers" in names) == has_centers
+        assert ("point cloud" in names) == (row is deep)
+        assert not note or note in " ".join(a.text for a in fig.layout.annotations)
 
 
 def test_examples_offer_held_out_splits_first():
