@@ -32,6 +32,11 @@ def test_every_notebook_is_a_stage_and_stripped():
         assert 'profile = "smoke"' in source, f"{nb.name}: parameter defaults must be the smoke profile"
 
 
+MAX_DISPLAYS_PER_CELL = 20
+"""Bounded outputs: notebook 01 once showed 84 from one cell; the most a cell shows now is 16
+(notebook 03's traces per path and split)."""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", [nb.name for nb in NOTEBOOKS])
 def test_notebook_executes_without_errors(notebook, smoke_run):
@@ -41,6 +46,9 @@ def test_notebook_executes_without_errors(notebook, smoke_run):
     assert all(c.get("execution_count") for c in code), f"{notebook}: not every cell ran"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{notebook}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    shown = [sum(o.get("output_type") == "display_data" for o in c.get("outputs", [])) for c in code]
+    assert max(shown) <= MAX_DISPLAYS_PER_CELL, (
+        f"{notebook}: a cell shows {max(shown)} outputs; fold them into one (e.g. viz.examples_html)")
 
 
 def test_jupyterlab_starts_without_the_build_dialog():

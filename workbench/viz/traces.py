@@ -149,3 +149,24 @@ def question_html(row: Mapping[str, object], title: str | None = None, truth: bo
     shown = f"{answer} ({choices[k]})" if 0 <= k < len(choices) else answer
     tail = f"<br><b>truth: {html.escape(shown)}</b>" if truth else ""
     return f"<h4>{html.escape(heading)}</h4><p>{html.escape(str(row.get('question', '')))}{options}{tail}</p>"
+
+
+def examples_html(rows: Sequence[Mapping[str, object]], open_first: int = 1) -> str:
+    """One HTML block for example rows (one output in a notebook, however many rows): each row
+    folded under its task and category (`<details>`), holding `question_html` and both targets
+    (`trace_html`, the DTR one with the row's centers); the first `open_first` rows unfolded.
+
+    >>> html_ = examples_html([{"task": "region_qa", "category": "left_right", "question": "Q <region>?",
+    ...                         "choices": [], "answer": "A", "lor_target": "", "dtr_target": ""}] * 2)
+    >>> html_.count("<details"), html_.count("<details open>"), "Q &lt;region&gt;?" in html_
+    (2, 1, True)
+    """
+    parts = []
+    for k, row in enumerate(rows):
+        summary = html.escape(f"{row.get('task', '')} / {row.get('category', '')}: {row.get('question', '')}")
+        body = (question_html(row)
+                + trace_html(str(row.get("lor_target", "")), title="LOR target")
+                + trace_html(str(row.get("dtr_target", "")), row.get("centers") or None, title="DTR target"))
+        parts.append(f"<details{' open' if k < open_first else ''}><summary>{summary}</summary>{body}</details>")
+    return "".join(parts)
+
