@@ -155,7 +155,7 @@ def _open_stage(stage: Path, settings: DataSettings, progress: bool) -> None:
         if not same:
             shutil.rmtree(stage)
         elif progress:
-            done = sum(b - a for split, a, b in chunks(settings) if (stage / _chunk_name((split, a, b))).is_dir())
+            done = settings.num_scenes - sum(b - a for _, a, b in _unfinished(stage, settings))
             print(f"resuming the build of these settings: {done} of {settings.num_scenes} scenes already built")
     stage.mkdir(parents=True, exist_ok=True)
     for leftover in stage.glob("*.tmp-*"):  # a chunk a killed build was writing
@@ -163,6 +163,11 @@ def _open_stage(stage: Path, settings: DataSettings, progress: bool) -> None:
     io.write_text(stage / "owner", f"{os.getpid()}\n")
     if not plan.is_file():
         io.write_json(plan, recipe)
+
+
+def _unfinished(stage: Path, settings: DataSettings) -> list[tuple[str, int, int]]:
+    """The chunks of a build that `stage` does not hold yet."""
+    return [c for c in chunks(settings) if not (stage / _chunk_name(c)).is_dir()]
 
 
 def _chunk_name(chunk: tuple[str, int, int]) -> str:
@@ -200,30 +205,29 @@ def _assemble(settings: DataSettings, stage: Path, out: Path) -> None:
     import datasets as hf
     from datasets.table import MemoryMappedTable, concat_tables
 
-    done = chunks(settings)
-    for kind, feats, where in (("rows", features(), out), ("views", view_features(), out / VIEWS_DIR)):
+    def concatenated(kind: str, feats):
         splits = {}
         for split in split_ranges(settings):
             tables = [MemoryMappedTable.from_file(str(stage / _chunk_name(c) / f"{kind}.arrow"))
-                      for c in done if c[0] == split]
+                      for c in chunks(settings) if c[0] == split]
             splits[split] = hf.Dataset(concat_tables(tables), info=hf.DatasetInfo(features=feats),
                                        split=hf.NamedSplit(split), fingerprint=_fingerprint(settings, f"{split}/{kind}"))
-        hf.DatasetDict(splits).save_to_disk(str(where))
-    rows = hf.load_from_disk(str(out))
-    io.write_json(out / DATA_CARD, data_card(settings, rows, split_ranges(settings), _storage(out, rows)))
+        return hf.DatasetDict(splits)
+
+    rows = concatenated("rows", features())
+    rows.save_to_disk(str(out))
+    concatenated("views", view_features()).save_to_disk(str(out / VIEWS_DIR))
+    storage = _storage(out, list(rows), sum(len(ds) for ds in rows.values()), settings.num_scenes)
+    io.write_json(out / DATA_CARD, data_card(settings, rows, split_ranges(settings), storage))
 
 
-def _storage(out: Path, rows) -> dict:
-    """Bytes on disk of the rows and of the views, in all and per row / per view."""
+def _storage(out: Path, splits: list[str], n_rows: int, n_views: int) -> dict:
+    """Bytes on disk of the rows and of the views (one a scene), in all and per row / per view."""
     def size(folder: Path) -> int:
         return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
-    import datasets as hf
-
-    n_rows = sum(len(ds) for ds in rows.values())
-    n_views = sum(len(ds) for ds in hf.load_from_disk(str(out / VIEWS_DIR)).values())
     views_bytes = size(out / VIEWS_DIR)
-    rows_bytes = sum(size(out / split) for split in rows)
+    rows_bytes = sum(size(out / split) for split in splits)
     return {"rows_bytes": rows_bytes, "views_bytes": views_bytes,
             "bytes_per_row": round(rows_bytes / max(n_rows, 1)), "bytes_per_view": round(views_bytes / max(n_views, 1)),
             "depth": f"16-bit PNG of millimetres (at most {views.DEPTH_MAX_ERROR_M * 1000:g} mm off, "
@@ -257,7 +261,7 @@ def build_dataset(
                             clear=False)
     stage = staging_dir(out)
     _open_stage(stage, settings, progress)
-    todo = [c for c in chunks(settings) if not (stage / _chunk_name(c)).is_dir()]
+    todo = _unfinished(stage, settings)
     was_enabled = hf.is_progress_bar_enabled()
     hf.disable_progress_bars()
     pool = mp.get_context("spawn").Pool(workers) if workers > 1 and todo else None

@@ -167,7 +167,7 @@ def scene_rows(settings: DataSettings, split: str, index: int) -> list[dict]:
     """The rows of scene `index` of `split` as a reader sees them: image (PIL, marks drawn) and
     depth (float32 (H, W), as stored) joined from the scene's view."""
     record, rows = scene_records(settings, split, index)
-    join = views.ViewJoin([record])
+    join = views.ViewJoin([record], views.JOINED, shown=schema.COLUMNS)
     out = []
     for row in rows:
         batch = join({c: [v if c != "view" else 0] for c, v in row.items()})

@@ -73,23 +73,28 @@ def decode_depth(data: bytes) -> np.ndarray:
 # ----------------------------------------------------------------------------- the join
 
 
+def _in_contract_order(names) -> list[str]:
+    """`names` in the order of `schema.COLUMNS` (others last, as they came)."""
+    order = {c: i for i, c in enumerate(schema.COLUMNS)}
+    return sorted(names, key=lambda c: order.get(c, len(order)))
+
+
 class ViewJoin:
     """`datasets` transform of a split's stored rows: adds `image` and / or `depth` (`joined`)
     from each row's view and shows the stored columns in `shown` (the rest were read only to make
     the joined ones). Picklable: the decoded-view cache is not carried along."""
 
-    def __init__(self, views: Any, joined: Sequence[str] = JOINED, shown: Sequence[str] | None = None):
+    def __init__(self, views: Any, joined: Sequence[str], shown: Sequence[str]):
         unknown = [c for c in joined if c not in JOINED]
         if unknown:
             raise ValueError(f"columns {unknown} do not come from views (those are {list(JOINED)})")
-        self.views, self.joined = views, tuple(joined)
-        self.shown = None if shown is None else tuple(shown)
-        self._cache: OrderedDict[int, tuple[bytes, np.ndarray]] = OrderedDict()
+        self.views, self.joined, self.shown = views, tuple(joined), tuple(shown)
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_cache": OrderedDict()}
 
-    def view(self, index: int) -> tuple[Any, np.ndarray]:
+    def view(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(clean RGB array, depth) of view `index`, decoded once while it stays in the cache."""
         from PIL import Image
 
@@ -108,7 +113,7 @@ class ViewJoin:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         from workbench.world import render
 
-        shown = [c for c in batch if (c in self.shown if self.shown is not None else c != "view")]
+        shown = [c for c in batch if c in self.shown]
         # a split narrowed by `datasets`' own select_columns may no longer hold its views' index:
         # then it shows what it has
         made: dict[str, list] = {c: [] for c in self.joined} if "view" in batch else {}
@@ -121,8 +126,7 @@ class ViewJoin:
                 if "depth" in made:
                     made["depth"].append(depth)
         columns = {**{c: batch[c] for c in shown}, **made}
-        order = {c: i for i, c in enumerate(schema.COLUMNS)}
-        return {c: columns[c] for c in sorted(columns, key=lambda c: order.get(c, len(order)))}
+        return {c: columns[c] for c in _in_contract_order(columns)}
 
 
 def joined(ds: Any) -> ViewJoin | None:
@@ -142,19 +146,17 @@ def column_names(ds: Any) -> list[str]:
     join_ = joined(ds)
     if join_ is None:
         return list(ds.column_names)
-    stored = [c for c in ds.column_names if c != "view"]  # `datasets`' own remove_columns may narrow it
-    shown = [c for c in stored if join_.shown is None or c in join_.shown]
-    names = [*shown, *(join_.joined if "view" in ds.column_names else ())]
-    order = {c: i for i, c in enumerate(schema.COLUMNS)}
-    return sorted(names, key=lambda c: order.get(c, len(order)))
+    shown = [c for c in ds.column_names if c in join_.shown]  # `datasets`' own remove_columns may narrow it
+    return _in_contract_order([*shown, *(join_.joined if "view" in ds.column_names else ())])
 
 
 def select_columns(ds: Any, columns: Sequence[str]) -> Any:
     """`ds` showing only `columns` (no copy). Joined columns are made only when asked for, and the
     stored ones they need are read but not shown."""
-    missing = [c for c in columns if c not in column_names(ds)]
+    names = column_names(ds)
+    missing = [c for c in columns if c not in names]
     if missing:
-        raise ValueError(f"the split has no columns {missing} (it has {column_names(ds)})")
+        raise ValueError(f"the split has no columns {missing} (it has {names})")
     join_ = joined(ds)
     if join_ is None:
         return ds.select_columns(list(columns))
