@@ -218,6 +218,37 @@ def test_the_setting_and_the_embedding_survive_save_and_load(metric, tmp_path):
     assert torch.allclose(model(**a).logits, loaded(**b).logits, atol=1e-6)
 
 
+@torch.no_grad()
+def test_regions_pool_the_patches_with_the_embedding_in_the_images_own_order(metric):
+    """Region pooling on patches (`region_pool="patch"`, the default): a region averages the vision
+    tower's patch features with the 3D embedding added, on the patch grid, in the image's own
+    order even when the tower holds the patches in attention windows. Depth changed inside the
+    second region's box (and nowhere near the first) changes the second region's pooled feature
+    and leaves the first one's bit for bit."""
+    model, processor = metric
+    backbone = model.model
+    assert backbone.region_pool == "patch" and model.config.workbench_region_pool == "patch"
+    visual = backbone.visual
+    saved = visual.window_size
+    visual.window_size = 28  # windows of 2 x 2 image tokens: the tower's order is not the image's
+    pooled = []
+    hook = backbone.region_proj.register_forward_hook(lambda m, i, o: pooled.append(i[0].clone()))
+    try:
+        grid = torch.tensor([[1, 16, 16]])
+        order = M.architecture.compat.vision_window_index(visual, grid)
+        assert not torch.equal(order, torch.arange(len(order)))
+        for z in (2.0, 4.0):
+            row = depth_row()  # a wall at 2 m; regions at x 8-42 px and 58-102 px
+            row["depth"][49:98, 63:98] = z  # whole patches inside the second box only
+            model(**inputs(processor, [row]))
+    finally:
+        hook.remove()
+        visual.window_size = saved
+    (first, second), (first_far, second_far) = pooled
+    assert torch.equal(first, first_far)
+    assert (second - second_far).abs().max() > 1e-3
+
+
 def test_bad_depth_settings_name_the_value():
     with pytest.raises(ValueError, match="depth_embedding must be one of .* got 'lidar'"):
         M.ModelSettings(depth_embedding="lidar")

@@ -350,6 +350,39 @@ def test_region_projection_gets_gradients(tiny):
 
 
 @torch.no_grad()
+def test_pooling_on_patches_weights_each_patch_by_the_share_the_box_covers():
+    """`pool_box_patches` reads patches in Qwen2.5-VL's order (each image token's 2 x 2 patches
+    together) on the patch grid, twice as fine as the image tokens."""
+    grid, merge = (2, 3), 2  # 4 x 6 patches
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(6), indexing="ij")
+    image_order = torch.stack([rows, cols], -1).float()  # (4, 6, 2): a patch's own (row, col)
+    patches = image_order.reshape(2, 2, 3, 2, 2).permute(0, 2, 1, 3, 4).reshape(-1, 2)  # the processor's order
+    assert M.pool_box_patches(patches, grid, merge, torch.tensor([0.0, 0.0, 1.0, 1.0])).tolist() == [1.5, 2.5]
+    one = torch.tensor([3 / 6, 1 / 4, 4 / 6, 2 / 4])  # exactly the patch at row 1, column 3
+    assert M.pool_box_patches(patches, grid, merge, one).tolist() == [1.0, 3.0]
+    half = torch.tensor([3 / 6, 1 / 4, 4.5 / 6, 2 / 4])  # all of column 3, half of column 4
+    assert torch.allclose(M.pool_box_patches(patches, grid, merge, half), torch.tensor([1.0, 3 + 1 / 3]))
+
+
+def test_a_model_saved_before_the_pooling_setting_pools_merged_features(tmp_path):
+    rows = [make_row(i, n) for i, n in enumerate([2, 1, 0, 2])]
+    model, processor = M.build_tiny(list(P.corpus(rows)) * 10,
+                                    M.ModelSettings.from_profile("smoke", region_pool="merged", vision_hidden_size=32))
+    assert model.model.region_proj[0].in_features == model.config.vision_config.out_hidden_size == 64
+    del model.config.workbench_region_pool  # as in a config written before the setting existed
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded, _ = M.load(tmp_path)
+    assert loaded.model.region_pool == "merged" and loaded.model.region_proj[0].in_features == 64
+    batch = M.model_inputs(processor, rows[:1], "dtr", True)
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, loaded(**batch).logits, atol=1e-6)
+    patch, _ = M.build_tiny(list(P.corpus(rows)) * 10, M.ModelSettings.from_profile("smoke", vision_hidden_size=32))
+    assert patch.model.region_proj[0].in_features == 32  # the vision tower's width
+    with pytest.raises(ValueError, match="region_pool must be one of .* got 'roi'"):
+        M.ModelSettings(region_pool="roi")
+
+
 def test_save_and_load_give_equal_logits(tiny, tmp_path):
     model, processor = tiny
     model.eval()

@@ -10,9 +10,13 @@ model, so each region's box travels inside the token ids:
 a..d are x1, y1, x2, y2 quantized to `NUM_LOC_BINS` bins of the image width / height: the box
 covers bins a..c horizontally and b..d vertically, i.e. [a/N, (c+1)/N] x [b/N, (d+1)/N] of the image.
 `RegionQwen2_5_VLModel` (the backbone) reads the four location ids after every `<region>` id,
-averages the merged vision features of its sample's image weighted by how much of each merged
-patch the box covers, projects them (`region_proj`) and puts the result in place of the
-`<region>` token embedding. The work happens in the backbone, not in the LM-head wrapper,
+averages the vision features of its sample's image weighted by how much of each cell the box
+covers, projects them (`region_proj`) and puts the result in place of the `<region>` token
+embedding. Which features (`REGION_POOLS`, the config's `workbench_region_pool`): "patch", the
+vision tower's patch features with the 3D positional embedding added, on the patch grid, before
+the merger (SpatialRGPT's region extractor pools the encoder's features, not the projector's);
+or "merged", the merger's output on the 2x coarser grid of image tokens (models saved before the
+setting existed). The work happens in the backbone, not in the LM-head wrapper,
 because TRL's fused LM head (SFT and GRPO) calls the backbone directly.
 
 Identification on disk: `model_type` stays `qwen2_5_vl` (AutoConfig and processors work), the
@@ -42,6 +46,10 @@ from workbench.tasks.locations import NUM_LOC_BINS
 
 # ---------------------------------------------------------------------------------------------
 # The 3D positional embedding (SPEC section 3)
+
+REGION_POOLS = ("patch", "merged")
+"""Values of the config's `workbench_region_pool`: the features region pooling averages (module
+docstring); a config without it is "merged"."""
 
 DEPTH_FREQUENCIES = 8
 """sin / cos frequencies per coordinate, log-spaced from 0.5 to 64 rad per unit."""
@@ -88,8 +96,14 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
 
     def __init__(self, config: Qwen2_5_VLConfig):
         super().__init__(config)
-        vision_dim = config.vision_config.out_hidden_size
         hidden = config.text_config.hidden_size
+        self.region_pool = str(getattr(config, "workbench_region_pool", "merged"))
+        if self.region_pool not in REGION_POOLS:
+            raise ValueError(f"workbench_region_pool {self.region_pool!r} is not one of {REGION_POOLS}")
+        if self.region_pool == "patch":
+            vision_dim = config.vision_config.hidden_size
+        else:
+            vision_dim = config.vision_config.out_hidden_size
         if getattr(config, "workbench_region_features", None) is not None:
             self.region_proj = nn.Sequential(nn.Linear(vision_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         if getattr(config, "workbench_region_geometry", False):
@@ -101,6 +115,10 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
         if getattr(config, "workbench_depth_embedding", "none") != "none":
             self.depth_embed = DepthEmbedding(config.vision_config.hidden_size)
             self.visual.merger.register_forward_pre_hook(self._add_depth_embedding)
+        self._patches = None  # the merger's input of the current images, window order ("patch" pooling)
+        if getattr(config, "workbench_region_features", None) is not None and self.region_pool == "patch":
+            # after the depth hook: the hooks run in order, so it sees the patches with the embedding
+            self.visual.merger.register_forward_pre_hook(self._keep_patches)
 
     # -- the 3D positional embedding ------------------------------------------------------------
     def get_image_features(self, pixel_values, image_grid_thw=None, **kwargs):
@@ -120,10 +138,22 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
         elif pixel_values.shape[-1] != width:
             raise ValueError(f"pixel_values rows have {pixel_values.shape[-1]} values; this model reads {width} "
                              f"(or {width + depth.POINT_COLUMNS} with depth points)")
+        keep = hasattr(self, "region_proj") and self.region_pool == "patch"
+        self._patches = [] if keep else None
         try:
-            return super().get_image_features(pixel_values, image_grid_thw, **kwargs)
+            output = super().get_image_features(pixel_values, image_grid_thw, **kwargs)
+            if keep:
+                _attach_patches(output, self._patches[0], compat.vision_window_index(visual, image_grid_thw),
+                                image_grid_thw, visual.spatial_merge_unit)
+            return output
         finally:
             self._pending_depth = None
+            self._patches = None
+
+    def _keep_patches(self, module, args):
+        """Forward pre-hook of the vision merger: keep its input for region pooling ("patch")."""
+        if self._patches is not None:
+            self._patches.append(args[0])
 
     def _add_depth_embedding(self, module, args):
         """Forward pre-hook of the vision merger: patch features + the pending depth embedding."""
@@ -167,12 +197,14 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
                 )
                 pixel_values = None
             inputs_embeds = self.get_input_embeddings()(input_ids)
+            image = mm_encoder_outputs["image"]
             inputs_embeds = self._with_region_features(
                 input_ids,
                 inputs_embeds,
-                mm_encoder_outputs["image"].pooler_output,
+                image.pooler_output,
                 image_grid_thw,
                 position_ids,
+                _patches_of(image) if self.region_pool == "patch" else None,
             )
         return super().forward(
             input_ids=input_ids,
@@ -191,10 +223,13 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
             **kwargs,
         )
 
-    def _with_region_features(self, input_ids, inputs_embeds, image_features, image_grid_thw, position_ids):
+    def _with_region_features(self, input_ids, inputs_embeds, image_features, image_grid_thw, position_ids,
+                              patches=None):
         """Replace each `<region>` embedding (with 4 location ids after it) by its pooled features.
 
-        image_features: one (h*w, D) tensor per image in batch order (rows of the merged grid).
+        image_features: one (h*w, D) tensor per image in batch order (rows of the merged grid);
+        patches: None to pool those, else one (h*w*m*m, d) tensor of patch features per image, each
+        image token's m x m patches together (the processor's order; `pool_box_patches`).
         Images are matched to the runs of image placeholder tokens, in order (as Qwen2.5-VL does);
         a region uses the last image of its sample that starts before it, else the sample's first.
         Regions in samples without an image, or without location ids, keep the token embedding.
@@ -223,7 +258,11 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
             before = [image for start, image in images_of[b] if start < t]
             image = before[-1] if before else images_of[b][0][1]
             box = box_fractions(bins, n_bins)
-            pooled.append(pool_box(image_features[image], grids[image], box))
+            if patches is None:
+                pooled.append(pool_box(image_features[image], grids[image], box))
+            else:
+                pooled.append(pool_box_patches(patches[image], grids[image], self.config.vision_config.spatial_merge_size,
+                                               box))
             boxes.append(box)
             targets.append((b, t))
         if not targets:
@@ -351,6 +390,35 @@ def pool_box(features: torch.Tensor, grid: tuple[int, int], box: torch.Tensor) -
     weights = _cover(box[1], box[3], h)[:, None] * _cover(box[0], box[2], w)[None, :]  # (h, w)
     weights = weights.reshape(-1).to(features.dtype)
     return weights @ features / weights.sum()
+
+
+def pool_box_patches(patches: torch.Tensor, grid: tuple[int, int], merge: int, box: torch.Tensor) -> torch.Tensor:
+    """(d,) mean of one image's patch features over `box` (fractions), each patch weighted by the
+    share of it the box covers. `patches` (h*w*merge**2, d) holds, for each image token of the
+    (h, w) merged grid in row order, its merge x merge patches in row order (Qwen2.5-VL's order)."""
+    h, w = grid
+    weights = _cover(box[1], box[3], h * merge)[:, None] * _cover(box[0], box[2], w * merge)[None, :]
+    weights = weights.reshape(h, merge, w, merge).permute(0, 2, 1, 3).reshape(-1).to(patches.dtype)
+    return weights @ patches / weights.sum()
+
+
+def _attach_patches(output, patches: torch.Tensor, window_index: torch.Tensor, grid_thw: torch.Tensor,
+                    unit: int) -> None:
+    """Give a vision output the patch features of each image (`_patches_of`), back in the
+    processor's order from the window order the merger saw them in."""
+    rows = patches.reshape(-1, unit, patches.shape[-1])[torch.argsort(window_index)].reshape(patches.shape)
+    per_image = torch.split(rows, grid_thw.prod(-1).tolist())
+    # keyed by the merged tensors: `generate` may repeat an output's images (num_return_sequences)
+    output.workbench_patches = {id(merged): p for merged, p in zip(output.pooler_output, per_image)}
+
+
+def _patches_of(output) -> list[torch.Tensor]:
+    """The patch features of each image of a vision output, in `pooler_output`'s order."""
+    table = getattr(output, "workbench_patches", None)
+    if table is None:
+        raise ValueError("these image features were not made by this model's get_image_features: "
+                         "region pooling on patches needs the patch features")
+    return [table[id(merged)] for merged in output.pooler_output]
 
 
 def region_backbone(model: nn.Module) -> RegionQwen2_5_VLModel:

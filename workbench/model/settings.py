@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from workbench.model.architecture import is_region_model
+from workbench.model.architecture import REGION_POOLS, is_region_model
 from workbench.settings import from_preset
 from workbench.tasks.prompts import OPTION_STYLES, SYSTEM_STYLES
 
@@ -63,6 +63,12 @@ class ModelSettings:
     only be told apart by counting; with it, a trace finds "its" region by content (issue #3: on a
     two-category set with a one-line system prompt, teacher-forced label copying after 300 steps
     rose from 0.35 to 0.59)."""
+    region_pool: str = "patch"
+    """The vision features a region's box averages (`REGION_POOLS`): "patch", the vision tower's
+    patch features with the 3D positional embedding, before the merger, on the 16x16 patch grid of
+    a 112 px image (as SpatialRGPT's region extractor pools the encoder's features); or "merged",
+    the merger's output on the 8x8 grid of image tokens (issue #19 measured both:
+    docs/experiments.md, "Region pooling before the merger"). Saved in the config."""
     depth_embedding: str = "metric"
     """The 3D positional embedding added to the vision patch features before the merger (and so
     before region pooling), from the depth an image carries (`depth.attach`): "metric" (camera-frame
@@ -117,6 +123,8 @@ class ModelSettings:
         return from_preset(cls, presets, name, overrides)
 
     def __post_init__(self):
+        if self.region_pool not in REGION_POOLS:
+            raise ValueError(f"region_pool must be one of {REGION_POOLS}, got {self.region_pool!r}")
         if self.depth_embedding not in DEPTH_MODES:
             raise ValueError(f"depth_embedding must be one of {DEPTH_MODES}, got {self.depth_embedding!r}")
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 8:

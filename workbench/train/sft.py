@@ -95,6 +95,9 @@ class SFTSettings:
     """The 3D positional embedding (`model.DEPTH_MODES`: none | relative | metric) of a new built-in
     model, or added to a pretrained Qwen2.5-VL; "" = the built-in model profile's (`metric`), the
     paper's (`relative`) for a Qwen2.5-VL. A saved built-in model keeps its own."""
+    region_pool: str = ""
+    """What a new built-in model's regions pool (`model.REGION_POOLS`: patch | merged); "" = the
+    model profile's (`patch`). A saved built-in model keeps its own."""
     grounding: tuple[str, ...] = ()
     """Grounding blended in from the question rows (`examples.GROUNDING_TASKS`): each region a train
     question marks also gives one region -> 3D center (`ground_3d`) or region -> 2D box example, on
@@ -232,6 +235,9 @@ class SFTSettings:
         from workbench.model.settings import DEPTH_MODES
         if self.depth_embedding not in ("", *DEPTH_MODES):
             raise ValueError(f"unknown depth_embedding {self.depth_embedding!r}; choose one of {DEPTH_MODES} or ''")
+        from workbench.model.architecture import REGION_POOLS
+        if self.region_pool not in ("", *REGION_POOLS):
+            raise ValueError(f"unknown region_pool {self.region_pool!r}; choose one of {REGION_POOLS} or ''")
         check_steps(self, ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"))
         if self.copy_warmup_steps < 0 or self.copy_warmup_batch_size < 1:
             raise ValueError("copy_warmup_steps must be >= 0 and copy_warmup_batch_size >= 1, got "
@@ -283,7 +289,8 @@ def build_model(train_rows, settings: SFTSettings, model_name_or_path: str = "")
     if not model_name_or_path:
         text_rows = train_rows.select_columns(["question", "regions", "choices", "lor_target", "dtr_target"])
         extra = {k: v for k, v in (("option_style", settings.option_style),
-                                   ("depth_embedding", settings.depth_embedding)) if v}
+                                   ("depth_embedding", settings.depth_embedding),
+                                   ("region_pool", settings.region_pool)) if v}
         model_settings = M.ModelSettings.from_profile(settings.model_profile or settings.profile or "default", seed=settings.seed,
                                                       **extra)
         return M.build_tiny(prompts.corpus(text_rows, model_settings.system_prompts, model_settings.option_style),
