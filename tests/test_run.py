@@ -141,6 +141,24 @@ def test_smoke_run_writes_manifest_metrics_and_report(smoke_run):
     assert "A smoke run checks that the whole pipeline runs" in summary and "Headline numbers" in summary
     assert "blank image" in summary and "Base stage: on" in summary
     assert "<details><summary>Full table" in report and "optimizer step" in report
+    examples = report.split("Example traces")[1].split("<h2>Run</h2>")[0]  # traces beside the 3D view
+    assert "DTR · test-" in examples and "LOR · test-" in examples and "scatter3d" in examples
+    assert "truth: " in examples and "&lt;region&gt;" in examples
+
+
+def test_report_examples_are_the_last_models_closest_and_farthest_dtr_centers_then_lor():
+    from workbench import report
+
+    def pred(model, path, error=None, split="test", i=0):
+        return {"model": model, "path": path, "split": split, "id": f"{model}-{path}-{i}", "center_error_m": error}
+
+    preds = [pred("oracle", "dtr", 0.0), pred("sft", "dtr", 0.1), pred("grpo", "dtr", 0.5, i=1),
+             pred("grpo", "dtr", 0.2, i=2), pred("grpo", "dtr", 0.9, split="val", i=3), pred("grpo", "lor", i=4),
+             pred("grpo", "dtr", 0.3, i=5)]
+    assert [p["id"] for p in report.pick_examples(preds)] == ["grpo-dtr-2", "grpo-dtr-1", "grpo-lor-4"]
+    no_centers = [pred("sft", "lor", i=0), pred("sft", "dtr", i=1), pred("chance", "dtr", 0.5)]
+    assert [p["id"] for p in report.pick_examples(no_centers)] == ["sft-dtr-1", "sft-lor-0"]
+    assert report.pick_examples([pred("chance", "dtr", 0.5)]) == []
 
 
 def test_headline_table_orders_baselines_then_stages_and_skips_other_rows():

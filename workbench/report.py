@@ -2,10 +2,12 @@
 
 It opens with a summary (what the profile's numbers mean, the base stage's grounding, the headline
 table per model, path and split next to chance and the blank-image baseline, the GRPO alarms),
-then the training curves, and ends with the full metric table folded. It reads only files on
-disk: `manifest.json`, `eval/metrics.json`, `base/base_summary.json`, `grpo/alarms.jsonl` and the
-`trainer_state.json` (Hugging Face Trainer's `log_history`) the training stages save, so it can
-be re-made for any finished run folder: `workbench.report.render(Path("runs/smoke"), manifest)`.
+then a few held-out traces of the last trained model beside their 3D view (`example_traces`),
+the training curves, and ends with the full metric table folded. It reads only files on disk:
+`manifest.json`, `eval/metrics.json`, `eval/predictions.jsonl`, the dataset in `data/`,
+`base/base_summary.json`, `grpo/alarms.jsonl` and the `trainer_state.json` (Hugging Face
+Trainer's `log_history`) the training stages save, so it can be re-made for any finished run
+folder: `workbench.report.render(Path("runs/smoke"), manifest)`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from workbench import rundir
-from workbench.eval.metrics import KEY_COLUMNS, METRIC_COLUMNS
+from workbench.eval.metrics import KEY_COLUMNS, METRIC_COLUMNS, read_predictions
+
+EXAMPLES = 3
+"""Traces the report shows: DTR's closest and farthest centers on `test`, and one LOR answer."""
 
 
 def render(out: Path, manifest: dict[str, Any]) -> str:
@@ -33,6 +38,13 @@ def render(out: Path, manifest: dict[str, Any]) -> str:
     if metrics:
         figures.append(("Headline numbers per model and path (all categories)", _summary_figure(metrics)))
 
+    include = ["inline"]  # plotly.js once per page, with the first figure
+
+    def figure_html(fig) -> str:
+        text = pio.to_html(fig, include_plotlyjs=include[0], full_html=False)
+        include[0] = False
+        return text
+
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>SR-ReaL workbench run</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
@@ -44,14 +56,13 @@ def render(out: Path, manifest: dict[str, Any]) -> str:
         "<h2>Headline numbers</h2>",
         headline_table(metrics) if metrics else "<p>No evaluation metrics in this run.</p>",
         _alarms(out),
+        *example_traces(out, figure_html),
         "<h2>Run</h2>",
         _summary_table(manifest),
     ]
-    include = "inline"
     for title, fig in figures:
         parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(pio.to_html(fig, include_plotlyjs=include, full_html=False))
-        include = False  # plotly.js once per page
+        parts.append(figure_html(fig))
     if metrics:
         parts.append(f"<details><summary>Full table: every model, path, split and category ({len(metrics)} rows)"
                      f"</summary>{metrics_table(metrics)}</details>")
@@ -94,6 +105,66 @@ def headline_table(metrics: list[dict[str, Any]]) -> str:
         style = " style='color:#777'" if model in BASELINE_NAMES else ""
         body.append(f"<tr{style}>{cells}</tr>")
     return f"<table>{head}{''.join(body)}</table>"
+
+
+def pick_examples(preds: list[dict[str, Any]], k: int = EXAMPLES) -> list[dict[str, Any]]:
+    """Up to `k` predictions of the last trained model (GRPO, else SFT, else any non-baseline), on
+    `test` if it has any: the DTR answer with the closest centers, the one with the farthest, then
+    LOR answers in file order."""
+    trained = [m for m in dict.fromkeys(p["model"] for p in preds) if m not in BASELINE_NAMES]
+    if not trained:
+        return []
+    model = next((m for m in reversed(rundir.MODEL_STAGES) if m in trained), trained[-1])
+    mine = [p for p in preds if p["model"] == model]
+    split = "test" if any(p.get("split") == "test" for p in mine) else mine[0].get("split")
+    mine = [p for p in mine if p.get("split") == split]
+    located = sorted((p for p in mine if p.get("path") == "dtr" and p.get("center_error_m") is not None),
+                     key=lambda p: p["center_error_m"])
+    picked = located[:1] + located[-1:] if len(located) > 1 else located
+    if not picked:  # no center written (a smoke model): DTR answers as they came
+        picked = [p for p in mine if p.get("path") == "dtr"][:1]
+    picked += [p for p in mine if p.get("path") == "lor"]
+    return picked[:k]
+
+
+def example_traces(out: Path, figure_html) -> list[str]:
+    """The report's example section: each picked prediction's question, options and truth, its
+    trace (tags and numbers highlighted, each center's distance to the truth), and for DTR the
+    scene in 3D with the predicted centers against the true ones. Nothing when the run has no
+    predictions; the traces without the 3D view when the dataset is gone."""
+    from workbench import viz
+
+    try:
+        preds = read_predictions(out / rundir.EVAL)
+    except (OSError, ValueError):
+        return []
+    picked = pick_examples(preds)
+    if not picked:
+        return []
+    try:
+        from workbench.dataset import load_dataset_dir
+
+        data = load_dataset_dir(out / rundir.DATA)
+    except (OSError, ValueError):
+        data = None
+    parts = [f"<h2>Example traces ({html.escape(picked[0]['model'])}, {html.escape(str(picked[0].get('split')))})</h2>",
+             "<p>Held-out questions: for DTR, the answer whose centers came closest and the one whose centers "
+             "were farthest off, with the scene in 3D (predicted centers against the true ones); then an LOR "
+             "answer.</p>"]
+    for pred in picked:
+        error = pred.get("center_error_m")
+        title = f"{pred['path'].upper()} · {pred['id']} · {pred.get('category')}"
+        said = (f"Answered {pred.get('stated_answer') or 'nothing readable'}"
+                + (f"; mean center error {error:.2f} m" if error is not None else "") + ".")
+        parts.append(viz.question_html(pred, title=title) + f"<p>{html.escape(said)}</p>")
+        parts.append(viz.trace_html(pred.get("completion"), pred.get("gt_centers")))
+        if pred["path"] == "dtr" and data is not None and pred.get("split") in data:
+            row = data[pred["split"]][int(pred["row_index"])]
+            if row.get("id") == pred["id"]:
+                fig = viz.scene_figure(row, predicted_centers=pred.get("pred_centers") or None, max_points=2500,
+                                       height=380)
+                parts.append(figure_html(fig))
+    return parts
 
 
 def _base_line(out: Path) -> str:
