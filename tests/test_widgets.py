@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import pytest
 from test_viz import LOG_HISTORY, METRICS_ROWS, make_row, real_data  # noqa: F401, F811 (a fixture)
 
-from workbench.widgets._common import ALL, FigureBox, RowIndex
+from workbench.widgets._common import ALL, STATIC_ENV, FigureBox, RowIndex
 from workbench.widgets.dashboard import TrainingDashboard
 from workbench.widgets.results_table import results_table
 from workbench.widgets.scene_browser import scene_browser
@@ -184,6 +184,25 @@ def test_results_table_reads_metrics_json(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(METRICS_ROWS))
     assert results_table(path).html.value.count("<tr>") == len(METRICS_ROWS)
+
+
+def test_widgets_display_a_static_snapshot_in_a_headless_run(rows, monkeypatch):
+    """`workbench run` sets STATIC_ENV for its kernels: a saved notebook keeps what each widget
+    showed (question, marked image, traces, the table), not a widget view without state."""
+    sb, rt, dash = scene_browser(rows), results_table(METRICS_ROWS), TrainingDashboard("GRPO")
+    assert "application/vnd.jupyter.widget-view+json" in sb._repr_mimebundle_()
+    monkeypatch.setenv(STATIC_ENV, "1")
+    bundle = sb._repr_mimebundle_()
+    assert set(bundle) == {"text/html", "text/plain"}
+    page = bundle["text/html"]
+    assert "static snapshot" in page and "s0-q0" in page and "data:image/png;base64," in page
+    assert "&lt;detect&gt;" in page and "IntSlider" not in page
+    table = rt._repr_mimebundle_()["text/html"]
+    assert table.count("<tr>") == len(METRICS_ROWS) and "overflow:auto" in table
+    live_plot = dash.widget._repr_mimebundle_()["text/html"]
+    assert "GRPO: the live training plot" in live_plot and "waiting" not in live_plot
+    monkeypatch.setenv(STATIC_ENV, "0")
+    assert "application/vnd.jupyter.widget-view+json" in rt._repr_mimebundle_()
 
 
 # ----------------------------------------------------------------------------- dashboard

@@ -46,6 +46,33 @@ STAGES = (
 STAGE_NAMES = tuple(name for name, _ in STAGES)
 TRAINING_FOLDERS = {"base": rundir.BASE, "sft": rundir.SFT, "grpo": rundir.GRPO}
 """Stages that train, and the run-folder folder whose `progress.json` says where they are."""
+KERNEL_ENV = {
+    "WORKBENCH_STATIC_WIDGETS": "1",  # widgets._common.STATIC_ENV: widgets saved as static snapshots
+    "TQDM_DISABLE": "1",  # library progress bars (loading weights, writing shards, dataset maps) would be
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # saved as widgets stuck at 0%; `workbench run` shows the
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # training's own progress beside the stage bar instead
+}
+"""Environment of the notebook kernels `run` starts: executed notebooks are read afterwards, in
+JupyterLab or on GitHub, without the live widget state."""
+
+
+class kernel_environment:
+    """Context manager: `KERNEL_ENV` set in this process (kernels inherit it), restored on exit."""
+
+    def __enter__(self):
+        self._saved = {key: os.environ.get(key) for key in KERNEL_ENV}
+        os.environ.update(KERNEL_ENV)
+        return self
+
+    def __exit__(self, *exc):
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        return False
+
+
 PACKAGES = ("workbench", "torch", "transformers", "trl", "peft", "datasets", "open3d", "papermill", "gradio")
 
 
@@ -211,7 +238,8 @@ def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
         stages[name] = {"status": "running", "notebook": str(executed), "parameters": params}
         io.write_json(manifest_path, manifest)
         try:
-            with StageProgress(out / TRAINING_FOLDERS[name] if name in TRAINING_FOLDERS and progress else None, name):
+            with StageProgress(out / TRAINING_FOLDERS[name] if name in TRAINING_FOLDERS and progress else None, name), \
+                    kernel_environment():
                 pm.execute_notebook(
                     str(NOTEBOOK_DIR / notebook),
                     str(executed),

@@ -64,6 +64,6 @@ from workbench.viz.scenes import (
     scene_figure,
     to_frame,
 )
-from workbench.viz.traces import examples_html, question_html, trace_html
+from workbench.viz.traces import answers_html, examples_html, question_html, trace_html
 
-__all__ = ['FRAMES', 'AXIS_TITLES', 'AUTO_DEPTH_MARGIN', 'PALETTE', 'PRED_COLOR', 'GT_COLOR', 'row_image', 'image_png', 'row_depth', 'camera_to_world', 'to_frame', 'object_label', 'point_cloud', 'box_corners', 'frustum_lines', 'as_centers', 'center_matches', 'scene_figure', 'image_with_marks', 'trace_html', 'question_html', 'examples_html', 'METRICS', 'METRIC_KEYS', 'metric_value', 'filter_rows', 'metric_table', 'category_bars', 'path_comparison', 'PANELS', 'PANEL_TITLES', 'panel_of', 'log_series', 'loss_curve', 'dashboard_layout', 'empty_dashboard', 'panel_cell', 'reward_dashboard']
+__all__ = ['FRAMES', 'AXIS_TITLES', 'AUTO_DEPTH_MARGIN', 'PALETTE', 'PRED_COLOR', 'GT_COLOR', 'row_image', 'image_png', 'row_depth', 'camera_to_world', 'to_frame', 'object_label', 'point_cloud', 'box_corners', 'frustum_lines', 'as_centers', 'center_matches', 'scene_figure', 'image_with_marks', 'trace_html', 'question_html', 'examples_html', 'answers_html', 'METRICS', 'METRIC_KEYS', 'metric_value', 'filter_rows', 'metric_table', 'category_bars', 'path_comparison', 'PANELS', 'PANEL_TITLES', 'panel_of', 'log_series', 'loss_curve', 'dashboard_layout', 'empty_dashboard', 'panel_cell', 'reward_dashboard']

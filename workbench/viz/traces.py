@@ -148,7 +148,8 @@ def question_html(row: Mapping[str, object], title: str | None = None, truth: bo
     k = ord(answer) - 65 if len(answer) == 1 and answer.isupper() else -1
     shown = f"{answer} ({choices[k]})" if 0 <= k < len(choices) else answer
     tail = f"<br><b>truth: {html.escape(shown)}</b>" if truth else ""
-    return f"<h4>{html.escape(heading)}</h4><p>{html.escape(str(row.get('question', '')))}{options}{tail}</p>"
+    head = f"<h4>{html.escape(heading)}</h4>" if heading else ""  # title="": under a caller's own heading
+    return f"{head}<p>{html.escape(str(row.get('question', '')))}{options}{tail}</p>"
 
 
 def examples_html(rows: Sequence[Mapping[str, object]], open_first: int = 1) -> str:
@@ -170,3 +171,44 @@ def examples_html(rows: Sequence[Mapping[str, object]], open_first: int = 1) -> 
         parts.append(f"<details{' open' if k < open_first else ''}><summary>{summary}</summary>{body}</details>")
     return "".join(parts)
 
+
+
+def answers_html(rows: Sequence[Mapping[str, object]], records: Sequence[Mapping[str, object]],
+                 open_first: int = 1, image: bool = False) -> str:
+    """One HTML block of model answers (one output in a notebook, however many questions): each
+    row folded (`<details>`) under its category and question, holding `question_html`, with
+    `image` the row's marked image (enlarged, pixels kept sharp), and the trace of every record of
+    that row in `records` (dicts with `id`, `path`, `completion`, the scores `format`, `accuracy`,
+    `overall` and optionally `model`), DTR traces with the row's centers; the first `open_first`
+    rows unfolded.
+
+    >>> row = {"id": "q1", "category": "left_right", "question": "Q <region>?", "choices": ["left", "right"],
+    ...        "answer": "A", "centers": "{}"}
+    >>> rec = {"id": "q1", "model": "sft", "path": "lor", "completion": "", "format": 0.0, "accuracy": 0.0,
+    ...        "overall": 0.0}
+    >>> html_ = answers_html([row, {**row, "id": "q2"}], [rec])
+    >>> html_.count("<details"), html_.count("<details open>"), "sft LOR: format 0" in html_, "(empty completion" in html_
+    (2, 1, True, True)
+    """
+    parts = []
+    for k, row in enumerate(rows):
+        mine = [r for r in records if r.get("id") == row.get("id")]
+        summary = html.escape(f"{row.get('category', '')}: {row.get('question', '')}")
+        body = [question_html(row, title="")]
+        if image:
+            import base64
+
+            from workbench.viz.scenes import image_png
+
+            uri = "data:image/png;base64," + base64.b64encode(image_png(row)).decode()
+            body.append(f'<img src="{uri}" width="224" style="image-rendering:pixelated">')
+        for rec in mine:
+            who = f"{rec['model']} " if rec.get("model") else ""
+            title = (f"{who}{str(rec.get('path', '')).upper()}: format {float(rec.get('format') or 0):.0f}, "
+                     f"accuracy {float(rec.get('accuracy') or 0):.2f}, overall {float(rec.get('overall') or 0):.2f}")
+            centers = row.get("centers") if rec.get("path") == "dtr" else None
+            body.append(trace_html(rec.get("completion"), centers or None, title=title))
+        if not mine:
+            body.append("<p>(no answer recorded for this question)</p>")
+        parts.append(f"<details{' open' if k < open_first else ''}><summary>{summary}</summary>{''.join(body)}</details>")
+    return "".join(parts)

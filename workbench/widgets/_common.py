@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -65,16 +67,71 @@ class FigureBox:
                 display(self.figure)
 
 
-class FigureContainer(W.VBox):
+STATIC_ENV = "WORKBENCH_STATIC_WIDGETS"
+"""Environment variable that makes the workbench's widgets display a static snapshot (`StaticBox`):
+set to "1" by `workbench run` for the notebook kernels it starts, since a notebook executed
+headlessly is saved without widget state and would show `SceneBrowser(children=...` instead."""
+
+
+def static_mode() -> bool:
+    """Whether widgets display as static HTML (`STATIC_ENV` is "1")."""
+    return os.environ.get(STATIC_ENV) == "1"
+
+
+def static_html(widget: W.Widget) -> str:
+    """What a widget tree shows, as HTML: its `HTML` and `Image` parts in order (controls, which do
+    nothing in a saved page, left out).
+
+    >>> static_html(W.VBox([W.IntSlider(), W.HTML("<b>hi</b>"), W.HBox([W.HTML("there")])]))
+    '<div><b>hi</b></div><div style="display:flex;gap:12px;align-items:flex-start"><div>there</div></div>'
+    """
+    if isinstance(widget, W.HTML):
+        return f"<div>{widget.value}</div>"
+    if isinstance(widget, W.Image):
+        data = widget.value if isinstance(widget.value, bytes) else bytes(widget.value or b"")
+        if not data:
+            return ""
+        width = f' width="{widget.width}"' if widget.width else ""
+        uri = f"data:image/{widget.format};base64," + base64.b64encode(data).decode()
+        return f'<img src="{uri}"{width} style="image-rendering:pixelated">'
+    children = getattr(widget, "children", ())
+    if not children:
+        return ""
+    inner = "".join(static_html(child) for child in children)
+    flex = "display:flex;gap:12px;align-items:flex-start" if isinstance(widget, W.HBox) else ""
+    return f'<div style="{flex}">{inner}</div>' if flex else inner
+
+
+class StaticBox(W.VBox):
+    """A VBox that displays as a static snapshot (`static_html`, under `static_note`, at most
+    `static_max_height` pixels tall with a scroll bar) when `static_mode()`, and as the live
+    widget otherwise. Only the display changes: the widget and its parts work the same either way."""
+
+    static_note = "A static snapshot of an interactive widget: open the notebook in Jupyter to use it."
+    static_max_height = 640
+    static_snapshot = True
+    """False: the note alone (a live plot whose state at display time means nothing afterwards)."""
+
+    def _repr_mimebundle_(self, **kwargs):
+        if static_mode():
+            note = f'<p style="color:#777;font-style:italic;margin:0 0 4px">{esc(self.static_note)}</p>'
+            body = (f'<div style="max-height:{self.static_max_height}px;overflow:auto">'
+                    f"{static_html(self)}</div>") if self.static_snapshot else ""
+            return {"text/html": note + body, "text/plain": f"{type(self).__name__} (static snapshot)"}
+        return super()._repr_mimebundle_(**kwargs)
+
+
+class FigureContainer(StaticBox):
     """A VBox holding `FigureBox`es (listed in `_figure_boxes`) whose figures are synced in full
     each time the box is displayed."""
 
     _figure_boxes: tuple[FigureBox, ...] = ()
 
     def _repr_mimebundle_(self, **kwargs):
-        for box in self._figure_boxes:
-            if box is not None:
-                box.sync()
+        if not static_mode():
+            for box in self._figure_boxes:
+                if box is not None:
+                    box.sync()
         return super()._repr_mimebundle_(**kwargs)
 
 

@@ -38,6 +38,9 @@ class TrainingDashboard:
         self.status = W.HTML()
         self.widget = FigureContainer([self.status, self._box.widget])
         self.widget._figure_boxes = (self._box,)
+        self.widget.static_note = (f"{title}: the live training plot is drawn while the notebook runs in Jupyter; "
+                                   "the curves of the finished run follow below.")
+        self.widget.static_snapshot = False
         self._trace_of: dict[str, int] = {}  # logged key -> index of its trace in figure.data
         self._series: dict[str, dict[str, tuple[list, list]]] = {p: {} for p in viz.PANELS}
         for entry in log_history or ():

@@ -16,7 +16,7 @@ from typing import Any
 import ipywidgets as W
 
 from workbench.viz import METRIC_KEYS, METRICS, metric_value
-from workbench.widgets._common import ALL, esc, options
+from workbench.widgets._common import ALL, StaticBox, esc, options
 
 LOWER_IS_BETTER = ("center_error_m",)
 UNBOUNDED = ("center_error_m",)
@@ -33,7 +33,7 @@ def _cell(metric: str, value: Any) -> str:
     return f"<td style='text-align:right;background:{shade}'>{v:.3f}</td>"
 
 
-class ResultsTable(W.VBox):
+class ResultsTable(StaticBox):
     """The widget `results_table` returns: dropdown filters `model`, `path`, `split`,
     `category`; `sort` (a metric; shares sort high first, center error low first); `html` is the
     table; `shown()` the rows on display."""
