@@ -21,6 +21,8 @@ def test_every_notebook_is_a_stage_and_stripped():
     assert [nb.name for nb in NOTEBOOKS] == [notebook for _, notebook in STAGES]
     for nb in NOTEBOOKS:
         cells = json.loads(nb.read_text())["cells"]
+        title = "".join(cells[0]["source"]).splitlines()[0]
+        assert title.startswith(f"# {nb.name[:2]} · "), f"{nb.name}: its title is numbered {title!r}"
         code = [c for c in cells if c["cell_type"] == "code"]
         assert all(not c.get("outputs") and not c.get("execution_count") for c in code), f"{nb.name} has outputs"
         tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
