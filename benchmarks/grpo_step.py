@@ -33,6 +33,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--max-prompts", type=int, default=400, help="prompts prepared (the steps use the first ones)")
     p.add_argument("--verbose", action="store_true", help="one line per generate call")
+    p.add_argument("--hf-generate", action="store_true",
+                   help="Hugging Face's decode loop instead of the workbench's (workbench.model.decoding)")
     args = p.parse_args(argv)
 
     import torch
@@ -43,6 +45,9 @@ def main(argv=None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from workbench.model import decoding
+    decoding.ENABLED = not args.hf_generate
+    print(f"decode loop: {'Hugging Face generate' if args.hf_generate else 'workbench.model.decoding'}")
     seconds: dict[str, list[tuple[int, float]]] = defaultdict(list)  # (step, seconds)
     tokens: list[tuple[int, int]] = []  # (step, completion tokens)
     last: dict = {}
