@@ -166,7 +166,9 @@ def region_features(model, processor, images, targets: Sequence[RegionTarget], p
     encoded = processor.image_processor([images[i] for i in used], return_tensors="pt")
     pixel_values = encoded["pixel_values"].to(device=device, dtype=backbone.visual.dtype)
     grid_thw = encoded["image_grid_thw"].to(device)
-    features = backbone.get_image_features(pixel_values, grid_thw, return_dict=True).pooler_output
+    output = backbone.get_image_features(pixel_values, grid_thw, return_dict=True)
+    features = output.pooler_output
+    patches = M.patch_features(output) if backbone.region_pool == "patch" else None
     merge = backbone.config.vision_config.spatial_merge_size
     grids = [(int(g[1]) // merge, int(g[2]) // merge) for g in grid_thw]
     pooled, boxes = [], []
@@ -174,7 +176,10 @@ def region_features(model, processor, images, targets: Sequence[RegionTarget], p
         k = slot[t.image]
         region = t.point if points is not None and points[i] else t.box
         box = M.box_fractions(M.box_to_bins(region, images[t.image].size), device=device)
-        pooled.append(M.pool_box(features[k], grids[k], box))
+        if patches is None:
+            pooled.append(M.pool_box(features[k], grids[k], box))
+        else:
+            pooled.append(M.pool_box_patches(patches[k], grids[k], merge, box))
         boxes.append(box)
     if orders is None:
         orders = [0] * len(targets)

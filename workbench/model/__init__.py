@@ -22,6 +22,7 @@ from workbench.model.architecture import (
     box_fractions,
     is_region_model,
     ordered_embeddings,
+    patch_features,
     pool_box,
     pool_box_patches,
     prompt_options,
@@ -55,4 +56,4 @@ from workbench.tasks.locations import (
     encode_region_tokens,
 )
 
-__all__ = ['LOC_TOKENS', 'NUM_LOC_BINS', 'bins_to_box', 'box_to_bins', 'decode_region_tokens', 'encode_region_tokens', 'ModelSettings', 'LoraSettings', 'DEPTH_MODES', 'PAD_TOKEN', 'EOS_TOKEN', 'CONTROL_TOKENS', 'FORMAT_TOKENS', 'OPTION_TOKENS', 'CHAT_TEMPLATE', 'ROLE_NAMES', 'train_tokenizer', 'WorkbenchProcessor', 'make_processor', 'image_size_of', 'RegionQwen2_5_VLModel', 'MAX_REGIONS', 'GEOMETRY_FREQUENCIES', 'GEOMETRY_DIM', 'box_encoding', 'ordered_embeddings', 'box_fractions', 'pool_box', 'pool_box_patches', 'REGION_POOLS', 'region_backbone', 'RegionQwen2_5_VLForConditionalGeneration', 'publish_model_class', 'is_region_model', 'uses_region_coords', 'prompt_options', 'uses_depth', 'make_config', 'build_tiny', 'load', 'model_inputs', 'generate']
+__all__ = ['LOC_TOKENS', 'NUM_LOC_BINS', 'bins_to_box', 'box_to_bins', 'decode_region_tokens', 'encode_region_tokens', 'ModelSettings', 'LoraSettings', 'DEPTH_MODES', 'PAD_TOKEN', 'EOS_TOKEN', 'CONTROL_TOKENS', 'FORMAT_TOKENS', 'OPTION_TOKENS', 'CHAT_TEMPLATE', 'ROLE_NAMES', 'train_tokenizer', 'WorkbenchProcessor', 'make_processor', 'image_size_of', 'RegionQwen2_5_VLModel', 'MAX_REGIONS', 'GEOMETRY_FREQUENCIES', 'GEOMETRY_DIM', 'box_encoding', 'ordered_embeddings', 'box_fractions', 'pool_box', 'pool_box_patches', 'patch_features', 'REGION_POOLS', 'region_backbone', 'RegionQwen2_5_VLForConditionalGeneration', 'publish_model_class', 'is_region_model', 'uses_region_coords', 'prompt_options', 'uses_depth', 'make_config', 'build_tiny', 'load', 'model_inputs', 'generate']

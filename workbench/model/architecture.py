@@ -204,7 +204,7 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
                 image.pooler_output,
                 image_grid_thw,
                 position_ids,
-                _patches_of(image) if self.region_pool == "patch" else None,
+                patch_features(image) if self.region_pool == "patch" else None,
             )
         return super().forward(
             input_ids=input_ids,
@@ -404,7 +404,7 @@ def pool_box_patches(patches: torch.Tensor, grid: tuple[int, int], merge: int, b
 
 def _attach_patches(output, patches: torch.Tensor, window_index: torch.Tensor, grid_thw: torch.Tensor,
                     unit: int) -> None:
-    """Give a vision output the patch features of each image (`_patches_of`), back in the
+    """Give a vision output the patch features of each image (`patch_features`), back in the
     processor's order from the window order the merger saw them in."""
     rows = patches.reshape(-1, unit, patches.shape[-1])[torch.argsort(window_index)].reshape(patches.shape)
     per_image = torch.split(rows, grid_thw.prod(-1).tolist())
@@ -412,8 +412,9 @@ def _attach_patches(output, patches: torch.Tensor, window_index: torch.Tensor, g
     output.workbench_patches = {id(merged): p for merged, p in zip(output.pooler_output, per_image)}
 
 
-def _patches_of(output) -> list[torch.Tensor]:
-    """The patch features of each image of a vision output, in `pooler_output`'s order."""
+def patch_features(output) -> list[torch.Tensor]:
+    """The patch features of each image of a vision output of a "patch"-pooling model's
+    `get_image_features`, in `pooler_output`'s order (what `pool_box_patches` averages)."""
     table = getattr(output, "workbench_patches", None)
     if table is None:
         raise ValueError("these image features were not made by this model's get_image_features: "
