@@ -27,7 +27,6 @@ dispatches, so TRL, the evaluation, `workbench ask` and the demo use it without 
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -120,10 +119,6 @@ def _rms(norm, x: torch.Tensor) -> torch.Tensor:
     return norm.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon))
 
 
-def dtype_of(tensors: list[torch.Tensor]) -> torch.dtype:
-    return tensors[0].dtype if tensors else torch.float32
-
-
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -194,14 +189,14 @@ def _decode(model, generation_config, **inputs) -> tuple[torch.Tensor, torch.Ten
         keys.append(kb)
         values.append(vb)
     del cache, out
+    embed, norm, head = lm.embed_tokens, lm.norm, model.lm_head
+    dtype = embed.weight.dtype
     # additive attention bias over every slot of the buffers: 0 where a key is attended
-    bias = torch.full((batch, 1, prompt_len + steps), float("-inf"), dtype=dtype_of(keys), device=device)
+    bias = torch.full((batch, 1, prompt_len + steps), float("-inf"), dtype=dtype, device=device)
     bias[:, 0, :prompt_len] = torch.where(mask.bool(), 0.0, float("-inf"))
     inv_freq = lm.rotary_emb.inv_freq.to(device=device, dtype=torch.float)
     scaling = float(getattr(lm.rotary_emb, "attention_scaling", 1.0))
     position = mask.long().sum(-1) + deltas.view(-1)  # the first new token's rotary position
-    embed, norm, head = lm.embed_tokens, lm.norm, model.lm_head
-    dtype = embed.weight.dtype
     groups, scale = heads // kv_heads, head_dim ** -0.5
     flat_keys = [k.view(batch * kv_heads, -1, head_dim) for k in keys]  # (B * kv_heads, slots, head_dim)
     flat_values = [v.view(batch * kv_heads, -1, head_dim) for v in values]
@@ -285,9 +280,8 @@ def _distinct_rows(inputs: dict[str, Any], image_token_id: int, tokens_per_patch
     first: list[int] = []
     expand: list[int] = []
     for b in range(len(ids)):
-        key = (ids[b].tolist(), None if mask is None else mask[b].tolist(),
+        key = (tuple(ids[b].tolist()), None if mask is None else tuple(mask[b].tolist()),
                tuple(_bytes(pixels[slice(*spans[i])]) for i in images_of[b]))
-        key = (tuple(key[0]), None if key[1] is None else tuple(key[1]), key[2])
         if key not in seen:
             seen[key] = len(first)
             first.append(b)
@@ -303,9 +297,3 @@ def _distinct_rows(inputs: dict[str, Any], image_token_id: int, tokens_per_patch
         unique["image_grid_thw"] = grid[kept]
     return unique, expand_t
 
-
-def copy_config(generation_config, **updates):
-    """A copy of `generation_config` with `updates` (generate's keyword overrides)."""
-    g = copy.deepcopy(generation_config)
-    g.update(**updates)
-    return g
