@@ -141,7 +141,9 @@ def test_smoke_run_writes_manifest_metrics_and_report(smoke_run):
     assert "A smoke run checks that the whole pipeline runs" in summary and "Headline numbers" in summary
     assert "blank image" in summary and "Base stage: on" in summary
     assert "<details><summary>Full table" in report and "optimizer step" in report
+    assert "The shipped model's training data asked" in summary and "<td class='l'>shipped</td>" in summary
     examples = report.split("Example traces")[1].split("<h2>Run</h2>")[0]  # traces beside the 3D view
+    assert "Example traces (shipped, test)" in report
     assert "DTR · test-" in examples and "LOR · test-" in examples and "scatter3d" in examples
     assert "truth: " in examples and "&lt;region&gt;" in examples
 
@@ -159,6 +161,9 @@ def test_report_examples_are_the_last_models_closest_and_farthest_dtr_centers_th
     no_centers = [pred("sft", "lor", i=0), pred("sft", "dtr", i=1), pred("chance", "dtr", 0.5)]
     assert [p["id"] for p in report.pick_examples(no_centers)] == ["sft-dtr-1", "sft-lor-0"]
     assert report.pick_examples([pred("chance", "dtr", 0.5)]) == []
+    # a smoke run evaluates the shipped model beside its own: its traces are the ones worth showing
+    with_shipped = [*preds, pred("shipped", "dtr", 0.4, i=6), pred("shipped", "lor", i=7)]
+    assert [p["id"] for p in report.pick_examples(with_shipped)] == ["shipped-dtr-6", "shipped-lor-7"]
 
 
 def test_headline_table_orders_baselines_then_stages_and_skips_other_rows():

@@ -1,5 +1,6 @@
 """`workbench ask`: one completion from a model, on a chosen path.
 
+    workbench ask --data DIR --split val --index 3 --path dtr          # the shipped model
     workbench ask --model DIR --data DIR --split val --index 3 --path dtr
     workbench ask --model DIR --image view.png --question "How far is the red box <region> from the blue box <region>?" \\
         --regions '[{"label": "red box", "kind": "box", "bbox_2d": [10, 20, 40, 60]}, ...]' --path dtr \\
@@ -21,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from workbench.dataset import freeform
+from workbench.model.shipped import SHIPPED
 from workbench.schema import REGION_TOKEN
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", required=True, help="model folder (built-in or saved) or a pretrained VLM name"
+        "--model", default=SHIPPED,
+        help="model folder (built-in or saved), a pretrained VLM name, or `shipped` (the default: the "
+             "checkpoint in the package, workbench.model.shipped)",
     )
     parser.add_argument("--path", default="auto", choices=("lor", "dtr", "auto"), help="reasoning path")
     source = parser.add_argument_group("a dataset row")

@@ -20,6 +20,7 @@ COMMANDS = {
     "eval": ("workbench.eval.evaluate", "evaluate models per path, split and category (notebook 05)"),
     "run": ("workbench.run", "run notebooks 01-06 headlessly with papermill (the main job)"),
     "demo": ("workbench.demo.app", "serve the Gradio LOR-vs-DTR demo"),
+    "ship": ("workbench.model.shipped", "copy a trained built-in model into the package as the shipped model"),
 }
 
 

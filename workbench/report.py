@@ -19,6 +19,7 @@ from typing import Any
 
 from workbench import rundir
 from workbench.eval.metrics import KEY_COLUMNS, METRIC_COLUMNS, read_predictions
+from workbench.model.shipped import SHIPPED, manifest
 
 EXAMPLES = 3
 """Traces the report shows: DTR's closest and farthest centers on `test`, and one LOR answer."""
@@ -55,6 +56,7 @@ def render(out: Path, manifest: dict[str, Any]) -> str:
         _base_line(out),
         "<h2>Headline numbers</h2>",
         headline_table(metrics) if metrics else "<p>No evaluation metrics in this run.</p>",
+        _shipped_line(metrics),
         _alarms(out),
         *example_traces(out, figure_html),
         "<h2>Run</h2>",
@@ -73,7 +75,9 @@ def render(out: Path, manifest: dict[str, Any]) -> str:
 PROFILE_NOTES = {
     "smoke": "A smoke run checks that the whole pipeline runs, in minutes on a laptop CPU. Its models "
              "train for a few steps on a few dozen examples: scores near zero, empty completions and "
-             "flat GRPO curves are expected here. Numbers that mean something come from --profile default.",
+             "flat GRPO curves are expected here. Numbers that mean something come from --profile default. "
+             "The shipped model (a checkpoint trained on default data, inside the package) answers the same "
+             "questions beside them, so the example traces below are those of a model that has learned.",
     "default": "The real small run on a CPU: the built-in tiny model, its base stage, cold-start SFT and "
                "GRPO, evaluated on held-out questions next to chance, the blank-image baseline and the oracle.",
     "gpu": "The GPU profile: more data and steps, or a pretrained VLM with LoRA.",
@@ -108,13 +112,15 @@ def headline_table(metrics: list[dict[str, Any]]) -> str:
 
 
 def pick_examples(preds: list[dict[str, Any]], k: int = EXAMPLES) -> list[dict[str, Any]]:
-    """Up to `k` predictions of the last trained model (GRPO, else SFT, else any non-baseline), on
-    `test` if it has any: the DTR answer with the closest centers, the one with the farthest, then
-    LOR answers in file order."""
+    """Up to `k` predictions of one model, on `test` if it has any: the DTR answer with the closest
+    centers, the one with the farthest, then LOR answers in file order. The model is the shipped
+    one when the run evaluated it (a smoke run, whose own models trained for seconds), else the
+    last trained model (GRPO, else SFT, else any non-baseline)."""
     trained = [m for m in dict.fromkeys(p["model"] for p in preds) if m not in BASELINE_NAMES]
     if not trained:
         return []
-    model = next((m for m in reversed(rundir.MODEL_STAGES) if m in trained), trained[-1])
+    order = (*rundir.MODEL_STAGES, SHIPPED)
+    model = next((m for m in reversed(order) if m in trained), trained[-1])
     mine = [p for p in preds if p["model"] == model]
     split = "test" if any(p.get("split") == "test" for p in mine) else mine[0].get("split")
     mine = [p for p in mine if p.get("split") == split]
@@ -165,6 +171,20 @@ def example_traces(out: Path, figure_html) -> list[str]:
                                        height=380)
                 parts.append(figure_html(fig))
     return parts
+
+
+def _shipped_line(metrics: list[dict[str, Any]]) -> str:
+    """What the shipped model was trained on, when the run evaluated it: its numbers on other
+    categories are those of a model that never saw them."""
+    if not any(r.get("model") == SHIPPED for r in metrics):
+        return ""
+    try:
+        found = manifest()
+    except (FileNotFoundError, ValueError):
+        return ""
+    categories = ", ".join(found.get("categories") or []) or "not recorded"
+    return (f"<p>The shipped model's training data asked {html.escape(categories)}; the questions of other "
+            "categories here are new to it.</p>")
 
 
 def _base_line(out: Path) -> str:

@@ -378,26 +378,39 @@ def prepare_base(run_dir: str | Path, profile: str = "smoke", seed: int = 0, pro
 
 
 def prepare_run(
-    run_dir: str | Path, profile: str = "smoke", seed: int = 0, model: str = "", progress: bool = False
+    run_dir: str | Path, profile: str = "smoke", seed: int = 0, model: str = "", progress: bool = False,
+    shipped: bool | str = "auto",
 ) -> tuple[Path, dict[str, Path]]:
-    """(data folder, {stage: model folder}) of a run folder, regenerating what is missing from
-    the seed through the library: the dataset (`workbench.dataset.build`), and an SFT model
-    (`workbench.train.sft.train_sft`, from `model`, or for the built-in model from its base stage,
-    `prepare_base`) when the run has neither an SFT nor a GRPO model. Notebooks 05 and 06 call it,
-    so each runs on its own."""
+    """(data folder, {label: model folder}) of a run folder, regenerating the dataset from the seed
+    when it is missing (`workbench.dataset.build`). Notebooks 05 and 06 call it, so each runs on its own.
+
+    The models are the run's SFT and GRPO models. A run without either gets the shipped checkpoint
+    (`workbench.model.shipped`) when it uses the built-in model (`model` empty) and one is shipped;
+    otherwise an SFT model is trained (`workbench.train.sft.train_sft`, from `model`, or for the built-in
+    model from its base stage, `prepare_base`). `shipped`: also evaluate the shipped model beside the
+    run's, last (so it is the "main" model of the plots and the blank-image baseline); "auto" = on the
+    smoke profile only, where the run's own models have trained for seconds."""
     from workbench.dataset import build as data
+    from workbench.model import shipped as shipped_model
     from workbench.train import sft
 
+    if shipped not in (True, False, "auto"):
+        raise ValueError(f"shipped must be True, False or 'auto', got {shipped!r}")
     run = Path(run_dir)
     data_dir = run / rundir.DATA
     if not data.is_dataset_dir(data_dir):
         data.build_dataset(data.DataSettings.from_profile(profile, seed=seed), data_dir, progress=progress)
     models = rundir.model_dirs(run)
+    has_shipped = not model and (shipped_model.shipped_dir() / shipped_model.MANIFEST).is_file()
+    if not models and has_shipped:
+        return data_dir, {shipped_model.SHIPPED: shipped_model.shipped_dir()}
     if not models:
         settings = sft.SFTSettings.from_profile(profile, seed=seed, disable_tqdm=not progress)
         start = model or str(prepare_base(run, profile, seed, progress))
         sft.train_sft(data_dir, run / rundir.SFT, settings, model_name_or_path=start, resume=True)
         models = rundir.model_dirs(run)
+    if has_shipped and (shipped is True or (shipped == "auto" and profile == "smoke")):
+        models[shipped_model.SHIPPED] = shipped_model.shipped_dir()
     return data_dir, models
 
 
@@ -407,13 +420,14 @@ def run_evaluation(
     seed: int = 0,
     model: str = "",
     progress: bool = False,
+    shipped: bool | str = "auto",
     **overrides: Any,
 ):
-    """Evaluate a run folder's models (`prepare_run`) and the three baselines into `{run_dir}/eval`;
-    returns the `EvalResult`. `overrides` are `EvalSettings` fields."""
+    """Evaluate a run folder's models (`prepare_run`, with the shipped model as it says) and the
+    three baselines into `{run_dir}/eval`; returns the `EvalResult`. `overrides` are `EvalSettings` fields."""
     from workbench.eval import evaluate as E
 
-    data_dir, models = prepare_run(run_dir, profile, seed, model, progress)
+    data_dir, models = prepare_run(run_dir, profile, seed, model, progress, shipped)
     overrides = {"baselines": E.BASELINES, "seed": seed, **overrides}
     settings = E.EvalSettings.from_profile(profile, **overrides)
     return E.evaluate(models, data_dir, Path(run_dir) / rundir.EVAL, settings, progress=progress,

@@ -34,6 +34,7 @@ from PIL import Image
 from workbench import viz
 from workbench.demo import engine as demo_engine
 from workbench.demo.engine import Comparison, DemoEngine
+from workbench.model.shipped import SHIPPED
 from workbench.world import render
 
 EXAMPLE_QUESTION = "How far is the object in the red box <region> from the object in the blue point <region>?"
@@ -275,7 +276,8 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: boo
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="model folder (workbench sft/grpo output) or VLM name")
+    parser.add_argument("--model", default=SHIPPED,
+                        help="model folder (workbench sft/grpo output), VLM name, or `shipped` (default: the package's checkpoint)")
     parser.add_argument("--data", default=None, help="dataset folder to browse examples from")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a workshop LAN)")
@@ -287,7 +289,7 @@ def add_arguments(parser) -> None:
 
 def cli(args) -> int:
     check_port(args.port)  # before paying for the model load
-    if not Path(args.model).exists() and "/" not in args.model:
+    if args.model != SHIPPED and not Path(args.model).exists() and "/" not in args.model:
         raise FileNotFoundError(f"model {args.model!r} is neither a folder nor a hub name")
     engine = DemoEngine(args.model, args.data, max_new_tokens=args.max_new_tokens, depth_model=args.depth_model)
     launch(build_app(engine), host=args.host, port=args.port, share=args.share)

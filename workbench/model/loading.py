@@ -136,8 +136,9 @@ def load(
     device: str | torch.device | None = None,
     depth_embedding: str | None = None,
 ):
-    """(model, processor) from a folder written by `save_pretrained` of the built-in model, or a
-    real pretrained VLM (any AutoModelForImageTextToText, e.g. a Qwen2.5-VL) by hub name or path.
+    """(model, processor) from a folder written by `save_pretrained` of the built-in model, the
+    shipped checkpoint (`"shipped"`, `workbench.model.shipped`), or a real pretrained VLM (any
+    AutoModelForImageTextToText, e.g. a Qwen2.5-VL) by hub name or path.
 
     A real VLM gets a `<region>` token (embeddings resized only if the vocabulary grows) and is used
     with plain `<region>` tokens and the drawn marks (`uses_region_coords(model)` is False). With
@@ -153,7 +154,12 @@ def load(
     """
     from transformers import AutoConfig, AutoModelForImageTextToText
 
+    from workbench.model import shipped
+
     name = str(name_or_path)
+    if name == shipped.SHIPPED:  # the checkpoint in the package, its files checked against its manifest
+        shipped.check()
+        name = shipped.resolve(name)
     local = Path(name).expanduser()
     if local.exists() or _looks_local(name):
         if not local.exists():
