@@ -19,7 +19,7 @@ from typing import Any
 
 from workbench import rundir
 from workbench.eval.metrics import KEY_COLUMNS, METRIC_COLUMNS, read_predictions
-from workbench.model.shipped import SHIPPED, manifest
+from workbench.model import shipped
 
 EXAMPLES = 3
 """Traces the report shows: DTR's closest and farthest centers on `test`, and one LOR answer."""
@@ -119,7 +119,7 @@ def pick_examples(preds: list[dict[str, Any]], k: int = EXAMPLES) -> list[dict[s
     trained = [m for m in dict.fromkeys(p["model"] for p in preds) if m not in BASELINE_NAMES]
     if not trained:
         return []
-    order = (*rundir.MODEL_STAGES, SHIPPED)
+    order = (*rundir.MODEL_STAGES, shipped.SHIPPED)
     model = next((m for m in reversed(order) if m in trained), trained[-1])
     mine = [p for p in preds if p["model"] == model]
     split = "test" if any(p.get("split") == "test" for p in mine) else mine[0].get("split")
@@ -176,10 +176,10 @@ def example_traces(out: Path, figure_html) -> list[str]:
 def _shipped_line(metrics: list[dict[str, Any]]) -> str:
     """What the shipped model was trained on, when the run evaluated it: its numbers on other
     categories are those of a model that never saw them."""
-    if not any(r.get("model") == SHIPPED for r in metrics):
+    if not any(r.get("model") == shipped.SHIPPED for r in metrics):
         return ""
     try:
-        found = manifest()
+        found = shipped.manifest()
     except (FileNotFoundError, ValueError):
         return ""
     categories = ", ".join(found.get("categories") or []) or "not recorded"

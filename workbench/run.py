@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -218,7 +217,7 @@ def run(settings: RunSettings, progress: bool = True) -> dict[str, Any]:
             "model": settings.model or "built-in tiny model",
             "settings": asdict(settings),
             "versions": _versions(),
-            "git_commit": _git_commit(),
+            "git_commit": rundir.git_commit(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
         }
@@ -327,15 +326,6 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=NOTEBOOK_DIR.parent
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def _read_params_file(path: str | None) -> dict[str, Any]:

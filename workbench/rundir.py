@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -196,3 +197,13 @@ def read_progress(out_dir: str | os.PathLike) -> dict | None:
     except (OSError, ValueError):
         return None
     return found if isinstance(found, dict) else None
+
+
+def git_commit() -> str | None:
+    """The git commit of the workbench's source tree (what a manifest records), or None outside a
+    git checkout or without git."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None

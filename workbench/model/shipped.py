@@ -21,11 +21,10 @@ import datetime
 import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from workbench import io
+from workbench import io, rundir
 
 SHIPPED = "shipped"
 """The model name that stands for the shipped checkpoint (`--model shipped`, the default of `ask` and `demo`)."""
@@ -100,7 +99,7 @@ def ship(model_dir: str | Path, eval_dir: str | Path | None = None, out: str | P
         "format": "srreal-workbench-shipped-1",
         "source": str(model_dir.resolve()),
         "shipped_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": rundir.git_commit(),
         "note": note,
         "settings": _first_json(model_dir, SETTINGS_FILES),
         "run_manifest": _run_manifest(model_dir),
@@ -198,19 +197,11 @@ def _first_json(folder: Path, names: tuple[str, ...]) -> dict[str, Any] | None:
 
 def _run_manifest(model_dir: Path) -> dict[str, Any] | None:
     """The `workbench run` manifest of the run folder the model sits in, without its notebook paths."""
-    path = model_dir.parent / MANIFEST
+    path = model_dir.parent / rundir.MANIFEST
     if not path.is_file():
         return None
     found = json.loads(path.read_text(encoding="utf-8"))
     return {k: found.get(k) for k in ("profile", "seed", "git_commit", "data_fingerprint", "model")}
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def _sha256(path: Path) -> str:
