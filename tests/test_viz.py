@@ -419,3 +419,27 @@ def test_an_empty_completion_is_said_to_be_empty():
     from workbench.viz import trace_html
     assert "empty completion" in trace_html("") and "empty completion" in trace_html(None)
     assert "empty completion" not in trace_html("<think>x</think>")
+
+
+SFT_LOG = [
+    {"loss": 3.0, "grad_norm": 2.5, "learning_rate": 1e-3, "mean_token_accuracy": 0.2, "entropy": 4.0,
+     "num_tokens": 900.0, "step": 10},
+    {"loss": 2.0, "grad_norm": 1.5, "learning_rate": 5e-4, "mean_token_accuracy": 0.5, "entropy": 3.0,
+     "num_tokens": 1800.0, "step": 20},
+    {"eval_loss": 2.2, "eval_mean_token_accuracy": 0.45, "step": 20},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", ["sft", "base"])
+def test_supervised_stages_get_their_own_dashboard(stage):
+    fig = viz.training_dashboard(SFT_LOG, stage)
+    assert [a.text for a in fig.layout.annotations] == [viz.PANEL_TITLES[p] for p in viz.STAGE_PANELS[stage]]
+    axes = {t.name: (t.xaxis, list(t.y)) for t in fig.data}
+    assert axes == {"loss": ("x", [3.0, 2.0]), "eval_loss": ("x", [2.2]),
+                    "mean_token_accuracy": ("x2", [0.2, 0.5]), "eval_mean_token_accuracy": ("x2", [0.45]),
+                    "learning_rate": ("x3", [1e-3, 5e-4]), "grad_norm": ("x4", [2.5, 1.5])}  # fmt: skip
+    # GRPO keys are not drawn on a supervised stage's panels, nor SFT's on GRPO's
+    assert {t.name for t in viz.training_dashboard(LOG_HISTORY, stage).data} == {"loss", "eval_loss"}
+    assert {t.name for t in viz.training_dashboard(SFT_LOG, "grpo").data} == {"loss", "eval_loss"}
+    with pytest.raises(ValueError, match="'dpo' is not one of"):
+        viz.training_dashboard(SFT_LOG, "dpo")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from test_viz import LOG_HISTORY, METRICS_ROWS, make_row, real_data  # noqa: F401, F811 (a fixture)
+from test_viz import LOG_HISTORY, METRICS_ROWS, SFT_LOG, make_row, real_data  # noqa: F401, F811 (a fixture)
 
 from workbench.widgets._common import ALL, STATIC_ENV, FigureBox, RowIndex
 from workbench.widgets.dashboard import TrainingDashboard
@@ -304,3 +304,18 @@ def test_widgets_and_charts_on_real_evaluation_output(real_data, real_eval):  # 
     assert [t.name for t in fig.data] == ["chance", "oracle"] and set(fig.data[1].y) == {1.0}
     fig = viz.path_comparison(real_eval.metrics, "number_mra", model="oracle", split="test")
     assert set(next(t for t in fig.data if t.name == "dtr - lor").y) == {0.0}
+
+
+def test_a_stage_dashboard_draws_that_stages_panels_live():
+    from workbench import viz
+
+    dash = TrainingDashboard("cold-start SFT", stage="sft")
+    cb = dash.callback()
+    for entry in SFT_LOG:
+        cb.on_log(None, state(entry["step"]), None, logs={k: v for k, v in entry.items() if k != "step"})
+    expected = {t.name: (list(t.y), t.xaxis) for t in viz.training_dashboard(SFT_LOG, "sft").data}
+    assert {t.name: (list(t.y), t.xaxis) for t in dash.figure.data} == expected
+    assert [a.text for a in dash.figure.layout.annotations][1] == viz.PANEL_TITLES["token_accuracy"]
+    assert "mean_token_accuracy 0.5" in dash.status.value
+    with pytest.raises(ValueError, match="stage 'ppo'"):
+        TrainingDashboard(stage="ppo")

@@ -175,28 +175,56 @@ def path_comparison(
 
 # ----------------------------------------------------------------------------- training logs
 
-PANELS = ("loss", "rewards", "groups", "lengths")
-"""Panels of `reward_dashboard` and the live `workbench.widgets.dashboard.TrainingDashboard`."""
+STAGE_PANELS = {
+    "grpo": ("loss", "rewards", "groups", "lengths"),
+    "sft": ("loss", "token_accuracy", "learning_rate", "grad_norm"),
+    "base": ("loss", "token_accuracy", "learning_rate", "grad_norm"),
+}
+"""The four panels of each stage's dashboard (`training_dashboard`, the live
+`workbench.widgets.dashboard.TrainingDashboard`): GRPO watches its rewards and groups, the
+supervised stages (base, cold-start SFT) how well they predict the next token."""
+STAGES = tuple(STAGE_PANELS)
+PANELS = STAGE_PANELS["grpo"]
+"""Panels of `reward_dashboard` (GRPO)."""
 PANEL_TITLES = {
     "loss": "loss",
     "rewards": "reward and its components",
     "groups": "groups: kept / zero-std; clipped",
     "lengths": "completion length (tokens)",
+    "token_accuracy": "next-token accuracy on the targets",
+    "learning_rate": "learning rate",
+    "grad_norm": "gradient norm (before clipping)",
 }
 
 
-def panel_of(key: str) -> str | None:
-    """Which panel a logged key belongs to, or None for keys not drawn.
+def check_stage(stage: str) -> tuple[str, ...]:
+    """The panels of `stage`; a ValueError naming it when it is not one of `STAGES`."""
+    if stage not in STAGE_PANELS:
+        raise ValueError(f"stage {stage!r} is not one of {STAGES}")
+    return STAGE_PANELS[stage]
+
+
+def panel_of(key: str, stage: str = "grpo") -> str | None:
+    """Which panel of `stage`'s dashboard a logged key belongs to, or None for keys not drawn.
 
     Losses: `loss`, `*_loss`, `*/loss` (not the end-of-training summary `train_loss`);
     rewards: TRL's `reward` and `rewards/<func>/mean` (and the per-path means that
     `workbench.tasks.rewards.RewardFunc` logs, `rewards/<func>/<path>`), never `*/std`; groups: any
     key containing `kept` (dynamic sampling), `frac_reward_zero_std`,
-    `completions/clipped_ratio`; lengths: `completions/*length*`.
+    `completions/clipped_ratio`; lengths: `completions/*length*`; token accuracy: TRL's
+    `mean_token_accuracy` (and `eval_mean_token_accuracy`); `learning_rate`; `grad_norm`.
+    A key whose panel the stage does not draw is None.
 
     >>> [panel_of(k) for k in ("loss", "rewards/accuracy/mean", "rewards/accuracy/std", "dynamic_sampling/kept_fraction")]
     ['loss', 'rewards', None, 'groups']
+    >>> [panel_of(k, "sft") for k in ("mean_token_accuracy", "grad_norm", "reward")]
+    ['token_accuracy', 'grad_norm', None]
     """
+    panel = _panel(key)
+    return panel if panel in check_stage(stage) else None
+
+
+def _panel(key: str) -> str | None:
     if key in ("train_loss", "total_flos") or key.startswith(("train_", "eval_runtime")):
         return None
     if key == "loss" or key.endswith(("_loss", "/loss")):
@@ -207,17 +235,21 @@ def panel_of(key: str) -> str | None:
         return "groups"
     if key.startswith("completions/") and "length" in key and "terminated" not in key:
         return "lengths"
+    if key.endswith("mean_token_accuracy"):
+        return "token_accuracy"
+    if key in ("learning_rate", "grad_norm"):
+        return key
     return None
 
 
-def log_series(log_history: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple[list, list]]]:
-    """{panel: {key: (steps, values)}} from a trainer's `state.log_history` (a list of dicts
-    with `step`; an entry without it counts as the next step)."""
-    out: dict[str, dict[str, tuple[list, list]]] = {p: {} for p in PANELS}
+def log_series(log_history: Iterable[Mapping[str, Any]], stage: str = "grpo") -> dict[str, dict[str, tuple[list, list]]]:
+    """{panel: {key: (steps, values)}} of `stage`'s panels from a trainer's `state.log_history` (a
+    list of dicts with `step`; an entry without it counts as the next step)."""
+    out: dict[str, dict[str, tuple[list, list]]] = {p: {} for p in check_stage(stage)}
     for i, entry in enumerate(log_history):
         step = entry.get("step", i + 1)
         for key, value in entry.items():
-            panel = panel_of(str(key))
+            panel = panel_of(str(key), stage)
             v = metric_value(value)
             if panel is None or v is None:
                 continue
@@ -246,26 +278,30 @@ def dashboard_layout(fig: go.Figure) -> go.Figure:
     return fig
 
 
-def empty_dashboard() -> go.Figure:
+def empty_dashboard(stage: str = "grpo") -> go.Figure:
+    """The 2 x 2 dashboard of `stage` (`STAGE_PANELS`) with its panel titles and no data."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[PANEL_TITLES[p] for p in PANELS])
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[PANEL_TITLES[p] for p in check_stage(stage)])
     return dashboard_layout(fig)
 
 
-def panel_cell(panel: str) -> tuple[int, int]:
-    k = PANELS.index(panel)
+def panel_cell(panel: str, stage: str = "grpo") -> tuple[int, int]:
+    """(row, col) of `panel` in `stage`'s dashboard."""
+    k = check_stage(stage).index(panel)
     return k // 2 + 1, k % 2 + 1
 
 
-def reward_dashboard(log_history: Iterable[Mapping[str, Any]]) -> go.Figure:
-    """2 x 2 panels over the steps of a GRPO run: loss; mean reward and its components;
-    group statistics (kept-group fraction of dynamic sampling, share of zero-std groups, share
-    of clipped completions); completion lengths. Which keys go where: `panel_of`."""
-    fig = empty_dashboard()
-    series = log_series(log_history)
-    for panel in PANELS:
-        row, col = panel_cell(panel)
+def training_dashboard(log_history: Iterable[Mapping[str, Any]], stage: str = "grpo") -> go.Figure:
+    """2 x 2 panels over the steps of a finished run of `stage` (`STAGE_PANELS`): GRPO's loss, mean
+    reward and its components, group statistics (kept-group fraction of dynamic sampling, share
+    of zero-std groups, share of clipped completions) and completion lengths; a supervised
+    stage's loss, next-token accuracy, learning rate and gradient norm. Which keys go where:
+    `panel_of`."""
+    fig = empty_dashboard(stage)
+    series = log_series(log_history, stage)
+    for panel in check_stage(stage):
+        row, col = panel_cell(panel, stage)
         for i, (key, (xs, ys)) in enumerate(series[panel].items()):
             fig.add_scatter(
                 x=xs,
@@ -277,5 +313,10 @@ def reward_dashboard(log_history: Iterable[Mapping[str, Any]]) -> go.Figure:
                 line=dict(color=PALETTE[i % len(PALETTE)]),
                 marker=dict(size=4),
             )
-    fig.update_layout(title="training")
+    fig.update_layout(title={"grpo": "GRPO", "sft": "cold-start SFT", "base": "base stage"}[stage])
     return fig
+
+
+def reward_dashboard(log_history: Iterable[Mapping[str, Any]]) -> go.Figure:
+    """The GRPO dashboard of a finished run (`training_dashboard(log_history, "grpo")`)."""
+    return training_dashboard(log_history, "grpo")
