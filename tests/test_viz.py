@@ -438,6 +438,12 @@ def test_supervised_stages_get_their_own_dashboard(stage):
     assert axes == {"loss": ("x", [3.0, 2.0]), "eval_loss": ("x", [2.2]),
                     "mean_token_accuracy": ("x2", [0.2, 0.5]), "eval_mean_token_accuracy": ("x2", [0.45]),
                     "learning_rate": ("x3", [1e-3, 5e-4]), "grad_norm": ("x4", [2.5, 1.5])}  # fmt: skip
+    # each panel has its own legend, in its own corner, listing only its curves
+    legends = {t.name: t.legend for t in fig.data}
+    assert legends["loss"] == legends["eval_loss"] == "legend" and legends["grad_norm"] == "legend4"
+    assert legends["mean_token_accuracy"] == "legend2" and legends["learning_rate"] == "legend3"
+    corners = [(fig.layout[k].x, fig.layout[k].y) for k in ("legend", "legend2", "legend3", "legend4")]
+    assert len(set(corners)) == 4 and corners[0][0] < corners[1][0] and corners[0][1] > corners[2][1]
     # GRPO keys are not drawn on a supervised stage's panels, nor SFT's on GRPO's
     assert {t.name for t in viz.training_dashboard(LOG_HISTORY, stage).data} == {"loss", "eval_loss"}
     assert {t.name for t in viz.training_dashboard(SFT_LOG, "grpo").data} == {"loss", "eval_loss"}

@@ -315,6 +315,7 @@ def test_a_stage_dashboard_draws_that_stages_panels_live():
         cb.on_log(None, state(entry["step"]), None, logs={k: v for k, v in entry.items() if k != "step"})
     expected = {t.name: (list(t.y), t.xaxis) for t in viz.training_dashboard(SFT_LOG, "sft").data}
     assert {t.name: (list(t.y), t.xaxis) for t in dash.figure.data} == expected
+    assert {t.name: t.legend for t in dash.figure.data} == {t.name: t.legend for t in viz.training_dashboard(SFT_LOG, "sft").data}
     assert [a.text for a in dash.figure.layout.annotations][1] == viz.PANEL_TITLES["token_accuracy"]
     assert "mean_token_accuracy 0.5" in dash.status.value
     with pytest.raises(ValueError, match="stage 'ppo'"):

@@ -272,17 +272,24 @@ def loss_curve(log_history: Iterable[Mapping[str, Any]]) -> go.Figure:
 
 def dashboard_layout(fig: go.Figure) -> go.Figure:
     """Titles and axes of the 2 x 2 training dashboard (made with `make_subplots(2, 2)`)."""
-    fig.update_layout(height=560, margin=dict(t=60, l=40, r=10, b=40), legend=dict(font=dict(size=10)))
+    fig.update_layout(height=560, margin=dict(t=60, l=40, r=10, b=40))
     for k in range(1, 5):
         fig.update_xaxes(title_text="step", row=(k - 1) // 2 + 1, col=(k - 1) % 2 + 1)
     return fig
 
 
 def empty_dashboard(stage: str = "grpo") -> go.Figure:
-    """The 2 x 2 dashboard of `stage` (`STAGE_PANELS`) with its panel titles and no data."""
+    """The 2 x 2 dashboard of `stage` (`STAGE_PANELS`) with its panel titles, a legend inside each
+    panel's top right corner (`panel_legend`), and no data."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[PANEL_TITLES[p] for p in check_stage(stage)])
+    panels = check_stage(stage)
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[PANEL_TITLES[p] for p in panels])
+    for k, panel in enumerate(panels):
+        suffix = "" if k == 0 else str(k + 1)
+        x, y = fig.layout[f"xaxis{suffix}"].domain, fig.layout[f"yaxis{suffix}"].domain
+        fig.layout[panel_legend(panel, stage)] = dict(x=x[1], y=y[1], xanchor="right", yanchor="top",
+                                                      bgcolor="rgba(255,255,255,0.7)", font=dict(size=9))
     return dashboard_layout(fig)
 
 
@@ -290,6 +297,13 @@ def panel_cell(panel: str, stage: str = "grpo") -> tuple[int, int]:
     """(row, col) of `panel` in `stage`'s dashboard."""
     k = check_stage(stage).index(panel)
     return k // 2 + 1, k % 2 + 1
+
+
+def panel_legend(panel: str, stage: str = "grpo") -> str:
+    """The layout key of `panel`'s own legend in `stage`'s dashboard (legend, legend2, ...): each
+    panel lists only its own curves, with colors counted from the first again."""
+    k = check_stage(stage).index(panel)
+    return "legend" if k == 0 else f"legend{k + 1}"
 
 
 def training_dashboard(log_history: Iterable[Mapping[str, Any]], stage: str = "grpo") -> go.Figure:
@@ -310,6 +324,7 @@ def training_dashboard(log_history: Iterable[Mapping[str, Any]], stage: str = "g
                 name=key,
                 row=row,
                 col=col,
+                legend=panel_legend(panel, stage),
                 line=dict(color=PALETTE[i % len(PALETTE)]),
                 marker=dict(size=4),
             )

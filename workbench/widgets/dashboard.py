@@ -93,7 +93,8 @@ class TrainingDashboard:
             row, col = viz.panel_cell(panel, self.stage)
             color = viz.PALETTE[sum(1 for k in self._trace_of if viz.panel_of(k, self.stage) == panel) % len(viz.PALETTE)]
             fig.add_scatter(x=list(xs), y=list(ys), name=key, mode="lines+markers", marker=dict(size=4),
-                            line=dict(color=color), row=row, col=col)  # fmt: skip
+                            line=dict(color=color), row=row, col=col,
+                            legend=viz.panel_legend(panel, self.stage))  # fmt: skip
             self._trace_of[key] = len(fig.data) - 1
         self._box.refresh()
         latest = [f"{key} {ys[-1]:.4g}" for panel in self.panels for key, (_, ys) in series[panel].items()]
