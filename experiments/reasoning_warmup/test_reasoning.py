@@ -1,0 +1,116 @@
+"""The reasoning warm-up study (`reasoning.py`, `warm_start.py`): text-only DTR examples whose
+prompt holds the question and its true `<detect>` block, labels on the think and answer only, a
+warm-up that learns them, and the warm-started model saved for `workbench sft --model`."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import reasoning
+import score
+import torch
+import warm_start
+
+from workbench import model as M
+from workbench.tasks import prompts, rewards
+from workbench.train import copying, sft
+from workbench.train import examples as sft_examples
+
+
+@pytest.fixture(scope="module")
+def splits(smoke_data):
+    return sft_examples.load_splits(smoke_data)
+
+
+@pytest.fixture(scope="module")
+def tiny(splits):
+    return sft.build_model(splits["train"], sft.SFTSettings.from_profile("smoke"))
+
+
+@pytest.fixture(scope="module")
+def rows(splits):
+    return reasoning.question_rows(splits["train"])
+
+
+def test_question_rows_are_the_marked_questions_with_dtr_targets(splits, rows):
+    assert rows and all(r["regions"] and "<think>" in r["dtr_target"] for r in rows)
+    tasks = [t for t, marked in zip(splits["train"]["task"], splits["train"]["regions"]) if marked and t == "region_qa"]
+    assert len(rows) == len(tasks)
+    sample = reasoning.question_rows(splits["train"], limit=3, seed=1)
+    assert len(sample) == 3 and sample == reasoning.question_rows(splits["train"], limit=3, seed=1)
+    with pytest.raises(ValueError, match="dtr_target"):
+        reasoning.question_rows(splits["train"].remove_columns("dtr_target"))
+
+
+@pytest.mark.parametrize("style", ["letter_first", "letter_after"])
+def test_the_prompt_gives_question_and_true_detect_block_and_the_reply_is_the_rest(tiny, rows, style):
+    tokenizer = tiny[1].tokenizer
+    for row in rows[:20]:
+        ex = reasoning.make_example(row, tokenizer, "short", style)
+        assert prompts.REGION_TOKEN not in ex.prompt and "  " not in ex.prompt.split("<|im_start|>user\n")[1]
+        assert ex.prompt.split("<|im_start|>system\n")[1].startswith(prompts.system_prompt("dtr", "short"))
+        assert ex.prompt.endswith(row["dtr_target"][: row["dtr_target"].index("<think>")])
+        assert "<detect>" in ex.prompt and ex.reply.startswith("<think>") and "<detect>" not in ex.reply
+        assert ex.prompt.split("<|im_start|>assistant\n")[1] + ex.reply == row["dtr_target"]
+        if row["choices"]:
+            assert prompts.option_lines(list(row["choices"]), style) in ex.prompt
+        assert rewards.score(ex.reply, row["answer"], None, "lor", row["answer_type"])["accuracy"] == 1.0
+
+
+def test_labels_cover_the_think_answer_and_end_token_only(tiny, rows):
+    tokenizer = tiny[1].tokenizer
+    examples = [reasoning.make_example(r, tokenizer) for r in rows[:5]]
+    batch = reasoning.encode(tokenizer, examples)
+    for i, ex in enumerate(examples):
+        labelled = batch["labels"][i][batch["labels"][i] != -100].tolist()
+        assert tokenizer.decode(labelled) == ex.reply + "<|im_end|>"
+        ids = batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist()
+        assert tokenizer.decode(ids) == ex.prompt + ex.reply + "<|im_end|>"
+
+
+def test_warm_up_learns_the_thinks_it_practises_and_marks_the_model(tiny, rows):
+    model, processor = copy.deepcopy(tiny[0]), tiny[1]
+    torch.manual_seed(0)
+    practised = rows[:2]
+    result = reasoning.warm_up(model, processor.tokenizer, practised, steps=80, batch_size=4, learning_rate=3e-3,
+                               held_out=practised, log_every=20)
+    before, after = result["accuracy_before"], result["accuracy_after"]
+    assert before["format"] == 0.0 and after["format"] == 1.0, result
+    scored = [a for a in (after["choice"], after["number"]) if a is not None]
+    assert scored and min(scored) == 1.0, result  # two thinks, practised 160 times: written back exactly
+    assert result["final_loss"] < result["first_loss"] / 10
+    assert reasoning.warmed_steps(model) == 80 and reasoning.warmed_steps(tiny[0]) == 0
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        reasoning.warm_up(model, processor.tokenizer, practised, steps=0)
+    with pytest.raises(ValueError, match="no question rows"):
+        reasoning.warm_up(model, processor.tokenizer, [], steps=1)
+
+
+@pytest.mark.slow
+def test_warm_start_saves_a_model_sft_can_start_from(smoke_data, tmp_path, capsys):
+    out = tmp_path / "warm"
+    assert warm_start.main(["--data", str(smoke_data), "--out", str(out), "--profile", "smoke", "--copy-steps", "2",
+                            "--reason-steps", "3", "--batch-size", "2", "--held-out", "2"]) == 0
+    assert "val thinks from true centers" in capsys.readouterr().out
+    model, _ = M.load(out)
+    assert reasoning.warmed_steps(model) == 3 and copying.warmed_steps(model) == 2
+    settings = sft.SFTSettings.from_profile("smoke", max_steps=1, eval_samples=0, disable_tqdm=True)
+    result = sft.train_sft(smoke_data, tmp_path / "sft", settings, model_name_or_path=str(out))
+    assert sft.read_summary(result.out_dir)["copy_warmup"] is None  # warmed once, in warm_start
+    assert warm_start.main(["--data", str(smoke_data), "--out", str(out)]) == 2  # never overwrites
+    assert "exists" in capsys.readouterr().err
+
+
+def test_score_counts_every_question_once_next_to_chance_and_the_median(tiny, splits, tmp_path):
+    held = reasoning.question_rows(splits["val"], 6, 0)
+    result = score.score(tiny[0], tiny[1], reasoning.question_rows(splits["train"]), held, str(tmp_path / "r.json"))
+    overall = result.pop("all")
+    assert overall["n_choice"] + overall["n_number"] == len(held) == len(json.loads((tmp_path / "r.json").read_text()))
+    assert sum(c["n_choice"] + c["n_number"] for c in result.values()) == len(held)
+    assert set(result) == {r["category"] for r in held}
+    if overall["n_choice"]:
+        assert overall["choice"] == 0.0 and 0 < overall["chance"] < 1  # a fresh model writes no answer
+    if overall["n_number"]:
+        assert overall["mra"] == 0.0 and overall["median_mra"] is not None
