@@ -72,9 +72,29 @@ def question_rows(split, limit: int = 0, seed: int = 0) -> list[dict[str, Any]]:
     return [{c: table[c][i] for c in COLUMNS} for i in keep]
 
 
+THINK_ORDERS = ("label_first", "center_first")
+"""How a left/right think states the detected x values: the traces' "x of red point = -0.62"
+(`label_first`: find the label, copy the number written before it) or "x = -0.62 (red point)"
+(`center_first`: copy the number, then the label written after it, the detect line's order)."""
+_LEFT_RIGHT = re.compile(r"<think>x of (.+?) = (\S+), x of (.+?) = (\S+)\. (.*)</think>", re.S)
+
+
+def reorder_think(target: str, think_order: str) -> str:
+    """`target` with a left/right think restated in `think_order` (`THINK_ORDERS`); other thinks
+    as they are."""
+    if think_order not in THINK_ORDERS:
+        raise ValueError(f"think_order {think_order!r} is not one of {THINK_ORDERS}")
+    found = _LEFT_RIGHT.search(target)
+    if think_order == "label_first" or found is None:
+        return target
+    a, xa, b, xb, rest = found.groups()
+    return target[: found.start()] + f"<think>x = {xa} ({a}), x = {xb} ({b}). {rest}</think>" + target[found.end():]
+
+
 def make_example(row: Mapping[str, Any], tokenizer, system_style: str = "short",
-                 option_style: str = "letter_first") -> ReasonExample:
-    """The text-only DTR example of a question row (`question_rows`)."""
+                 option_style: str = "letter_first", think_order: str = "label_first") -> ReasonExample:
+    """The text-only DTR example of a question row (`question_rows`); `think_order` restates a
+    left/right think (`reorder_think`)."""
     question = re.sub(r" ?" + re.escape(prompts.REGION_TOKEN), "", str(row["question"]))
     user = prompts.user_text({"id": row["id"], "question": question, "choices": row.get("choices") or []},
                              region_coords=False, option_style=option_style)
@@ -83,7 +103,7 @@ def make_example(row: Mapping[str, Any], tokenizer, system_style: str = "short",
         {"role": "user", "content": [{"type": "text", "text": user}]},
     ]
     chat = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    target = str(row["dtr_target"])
+    target = reorder_think(str(row["dtr_target"]), think_order)
     cut = target.index(THINK)
     return ReasonExample(str(row["id"]), str(row["category"]), chat + target[:cut], target[cut:],
                          str(row["answer"]), str(row["answer_type"]))
@@ -158,7 +178,7 @@ def reasoning_accuracy(model, tokenizer, examples: Sequence[ReasonExample], max_
 def warm_up(model, tokenizer, rows: Sequence[Mapping[str, Any]], steps: int, batch_size: int = 16,
             learning_rate: float = 1e-3, seed: int = 0, system_style: str = "short",
             option_style: str = "letter_first", held_out: Sequence[Mapping[str, Any]] = (),
-            log_every: int = 100, log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+            think_order: str = "label_first", log_every: int = 100, log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `model` in place for `steps` AdamW steps of `batch_size` examples drawn (seeded, with
     replacement) from the question `rows` (constant `learning_rate`, no weight decay, as the copy
     warm-up; gradients clipped at norm 1, as SFT: the number tokens' loss spikes early) and record the steps in its config. With `held_out` rows, the reasoning
@@ -170,8 +190,8 @@ def warm_up(model, tokenizer, rows: Sequence[Mapping[str, Any]], steps: int, bat
     start = time.perf_counter()
     rng = random.Random(seed)
     device = next(model.parameters()).device
-    examples = [make_example(r, tokenizer, system_style, option_style) for r in rows]
-    check = [make_example(r, tokenizer, system_style, option_style) for r in held_out]
+    examples = [make_example(r, tokenizer, system_style, option_style, think_order) for r in rows]
+    check = [make_example(r, tokenizer, system_style, option_style, think_order) for r in held_out]
     before = reasoning_accuracy(model, tokenizer, check) if check else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)

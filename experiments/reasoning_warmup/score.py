@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -28,9 +29,30 @@ def _mean(values):
     return round(sum(values) / len(values), 3) if values else None
 
 
+_WRITTEN_X = (re.compile(r"x of (.+?) = (-?\d+\.\d+)"), re.compile(r"x = (-?\d+\.\d+) \((.+?)\)"))
+
+
+def written_x(reply: str) -> dict[str, float]:
+    """{label: x} a left/right think states, in either think order (`reasoning.THINK_ORDERS`)."""
+    found = {label: float(x) for label, x in _WRITTEN_X[0].findall(reply)}
+    found.update({label: float(x) for x, label in _WRITTEN_X[1].findall(reply)})
+    return found
+
+
+def x_copied(prompt: str, reply: str) -> list[float]:
+    """For each box of the prompt's detect block: 1.0 when the think states its label's x exactly
+    as the block wrote it, else 0.0."""
+    block = prompt[prompt.index("<detect>"):]
+    detected = rewards.parse_centers(block) or {}
+    stated = written_x(reply)
+    labels = {text[text.rindex("(") + 1 : -1] if text.endswith(")") else text: c for text, c in detected.items()}
+    return [float(label in stated and abs(stated[label] - center[0]) < 1e-9) for label, center in labels.items()]
+
+
 def score(model, processor, train, held, replies_path: str | None = None) -> dict:
     """{"all": {...}, category: {...}}: choice accuracy and its chance, MRA of numeric answers and
-    of always answering the category's train median, and the question counts."""
+    of always answering the category's train median, the question counts, and on left/right the
+    share of detected x values the think states exactly (`x_copied`)."""
     options = M.prompt_options(model)
     medians = defaultdict(list)
     for row in train:
@@ -40,8 +62,12 @@ def score(model, processor, train, held, replies_path: str | None = None) -> dic
     examples = [reasoning.make_example(r, processor.tokenizer, options["system"], options["option_style"]) for r in held]
     replies = reasoning.greedy_replies(model, processor.tokenizer, examples)
     cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row, reply in zip(held, replies):
+    for row, example, reply in zip(held, examples, replies):
         answer = rewards.parse_answer(reply)
+        if row["category"] == "left_right":
+            copied = x_copied(example.prompt, reply)
+            cells["left_right"]["x_copied"] += copied
+            cells["all"]["x_copied"] += copied
         for cell in (cells[row["category"]], cells["all"]):
             if row["answer_type"] == "choice":
                 cell["choice"].append(float(answer is not None and rewards.normalize_choice(answer) == row["answer"]))

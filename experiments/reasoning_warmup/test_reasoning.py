@@ -114,3 +114,18 @@ def test_score_counts_every_question_once_next_to_chance_and_the_median(tiny, sp
         assert overall["choice"] == 0.0 and 0 < overall["chance"] < 1  # a fresh model writes no answer
     if overall["n_number"]:
         assert overall["mra"] == 0.0 and overall["median_mra"] is not None
+
+
+def test_left_right_thinks_restate_x_in_either_order_and_copies_are_counted(tiny, rows):
+    lr = next(r for r in rows if r["category"] == "left_right")
+    label_first = reasoning.make_example(lr, tiny[1].tokenizer)
+    center_first = reasoning.make_example(lr, tiny[1].tokenizer, think_order="center_first")
+    assert label_first.prompt == center_first.prompt and label_first.reply != center_first.reply
+    assert "x = " in center_first.reply and " of " not in center_first.reply.split(".")[0]
+    assert score.written_x(label_first.reply) == score.written_x(center_first.reply) and len(score.written_x(label_first.reply)) == 2
+    assert score.x_copied(label_first.prompt, label_first.reply) == [1.0, 1.0]
+    assert score.x_copied(center_first.prompt, center_first.reply.replace("x = ", "x = 9", 1)) == [0.0, 1.0]
+    other = next(r for r in rows if r["category"] != "left_right")
+    assert reasoning.make_example(other, tiny[1].tokenizer, think_order="center_first") == reasoning.make_example(other, tiny[1].tokenizer)
+    with pytest.raises(ValueError, match="think_order"):
+        reasoning.reorder_think(lr["dtr_target"], "numbers_last")

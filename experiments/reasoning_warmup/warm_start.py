@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reason-steps", type=int, default=1600)
     parser.add_argument("--batch-size", type=int, default=16, help="questions per reasoning step")
     parser.add_argument("--held-out", type=int, default=192, help="val questions scored before and after")
+    parser.add_argument("--think-order", default="label_first", choices=reasoning.THINK_ORDERS,
+                        help="how a left/right think states the detected x values")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.exists():
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         result = reasoning.warm_up(model, processor.tokenizer, reasoning.question_rows(splits["train"]),
                                    args.reason_steps, batch_size=args.batch_size, learning_rate=settings.learning_rate,
                                    seed=settings.seed, held_out=held_out, system_style=options["system"],
-                                   option_style=options["option_style"])
+                                   option_style=options["option_style"], think_order=args.think_order)
         print(f"reasoning warm-up: {result['steps']} steps in {result['wall_time_s']:.0f} s, loss "
               f"{result['first_loss']:.3f} -> {result['final_loss']:.3f}; val thinks from true centers:",
               json.dumps(result["accuracy_after"]))
