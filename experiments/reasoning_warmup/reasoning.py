@@ -1,5 +1,5 @@
 """Reasoning warm-up: text-only practice of DTR's `<think>` from centers already written, for a
-fresh built-in model (a study: no profile runs it; `warm_start.py` beside this module).
+fresh built-in model (a study: no profile runs it; `warm_reasoning.py` beside this module).
 
 Why (issue #19). On the full task set the cold-start model's DTR answers followed from its own
 detected centers only 26-30% of the time (70-81% when it knew three relations): its think did

@@ -88,7 +88,7 @@ def score(model, processor, train, held, replies_path: str | None = None) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a saved built-in model (e.g. from warm_start.py)")
+    parser.add_argument("--model", required=True, help="a saved built-in model (e.g. from warm_reasoning.py)")
     parser.add_argument("--data", required=True, help="dataset folder written by `workbench data`")
     parser.add_argument("--questions", type=int, default=400, help="val questions (a seeded sample)")
     parser.add_argument("--seed", type=int, default=1)

@@ -1,4 +1,4 @@
-"""The reasoning warm-up study (`reasoning.py`, `warm_start.py`): text-only DTR examples whose
+"""The reasoning warm-up study (`reasoning.py`, `warm_reasoning.py`): text-only DTR examples whose
 prompt holds the question and its true `<detect>` block, labels on the think and answer only, a
 warm-up that learns them, and the warm-started model saved for `workbench sft --model`."""
 
@@ -11,7 +11,7 @@ import pytest
 import reasoning
 import score
 import torch
-import warm_start
+import warm_reasoning
 
 from workbench import model as M
 from workbench.tasks import prompts, rewards
@@ -89,17 +89,17 @@ def test_warm_up_learns_the_thinks_it_practises_and_marks_the_model(tiny, rows):
 
 
 @pytest.mark.slow
-def test_warm_start_saves_a_model_sft_can_start_from(smoke_data, tmp_path, capsys):
+def test_warm_reasoning_saves_a_model_sft_can_start_from(smoke_data, tmp_path, capsys):
     out = tmp_path / "warm"
-    assert warm_start.main(["--data", str(smoke_data), "--out", str(out), "--profile", "smoke", "--copy-steps", "2",
+    assert warm_reasoning.main(["--data", str(smoke_data), "--out", str(out), "--profile", "smoke", "--copy-steps", "2",
                             "--reason-steps", "3", "--batch-size", "2", "--held-out", "2"]) == 0
     assert "val thinks from true centers" in capsys.readouterr().out
     model, _ = M.load(out)
     assert reasoning.warmed_steps(model) == 3 and copying.warmed_steps(model) == 2
     settings = sft.SFTSettings.from_profile("smoke", max_steps=1, eval_samples=0, disable_tqdm=True)
     result = sft.train_sft(smoke_data, tmp_path / "sft", settings, model_name_or_path=str(out))
-    assert sft.read_summary(result.out_dir)["copy_warmup"] is None  # warmed once, in warm_start
-    assert warm_start.main(["--data", str(smoke_data), "--out", str(out)]) == 2  # never overwrites
+    assert sft.read_summary(result.out_dir)["copy_warmup"] is None  # warmed once, in warm_reasoning
+    assert warm_reasoning.main(["--data", str(smoke_data), "--out", str(out)]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err
 
 

@@ -1,6 +1,6 @@
 """Warm-start a fresh built-in model with the copy and reasoning warm-ups, then save it.
 
-    python experiments/reasoning_warmup/warm_start.py --data runs/full/data --out runs/reason \\
+    python experiments/reasoning_warmup/warm_reasoning.py --data runs/full/data --out runs/reason \\
         --copy-steps 2500 --reason-steps 1600
     workbench sft --data runs/full/data --out runs/reason-sft --model runs/reason --profile default \\
         --set grounding=ground_3d
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.exists():
-        print(f"warm_start: {out} exists; choose a new folder", file=sys.stderr)
+        print(f"warm_reasoning: {out} exists; choose a new folder", file=sys.stderr)
         return 2
     settings = base.BaseSettings.from_profile(args.profile).trainer_settings()
     splits = sft_examples.load_splits(args.data)
