@@ -36,6 +36,7 @@ import torch
 from workbench import schema
 from workbench.dataset import views
 from workbench.tasks import prompts
+from workbench.train import copying
 
 CONFIG_KEY = "workbench_reason_warmup_steps"
 """Config attribute recording the reasoning warm-up steps a model has had (absent = none)."""
@@ -47,7 +48,8 @@ THINK = "<think>"
 
 @dataclass(frozen=True)
 class ReasonExample:
-    """One warm-up sequence: `prompt` (chat prompt and the `<detect>` block, no loss) and `reply`."""
+    """One warm-up sequence: `prompt` (chat prompt and the `<detect>` block, no loss) and `reply`
+    (encoded by the copy warm-up's `copying.encode`: labels on the reply and its end token only)."""
 
     id: str
     category: str
@@ -107,25 +109,6 @@ def make_example(row: Mapping[str, Any], tokenizer, system_style: str = "short",
     cut = target.index(THINK)
     return ReasonExample(str(row["id"]), str(row["category"]), chat + target[:cut], target[cut:],
                          str(row["answer"]), str(row["answer_type"]))
-
-
-def encode(tokenizer, examples: Sequence[ReasonExample]) -> dict[str, torch.Tensor]:
-    """Right-padded `input_ids`, `attention_mask` and `labels` (-100 except on the reply and its
-    end-of-turn token)."""
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    ids, labels = [], []
-    for ex in examples:
-        prompt = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
-        reply = tokenizer(ex.reply, add_special_tokens=False)["input_ids"] + [eos]
-        ids.append(prompt + reply)
-        labels.append([-100] * len(prompt) + reply)
-    width = max(map(len, ids))
-    pad = tokenizer.pad_token_id
-    return {
-        "input_ids": torch.tensor([x + [pad] * (width - len(x)) for x in ids]),
-        "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
-        "labels": torch.tensor([y + [-100] * (width - len(y)) for y in labels]),
-    }
 
 
 @torch.no_grad()
@@ -198,7 +181,7 @@ def warm_up(model, tokenizer, rows: Sequence[Mapping[str, Any]], steps: int, bat
     model.train()
     losses = []
     for step in range(1, steps + 1):
-        batch = encode(tokenizer, [examples[rng.randrange(len(examples))] for _ in range(batch_size)])
+        batch = copying.encode(tokenizer, [examples[rng.randrange(len(examples))] for _ in range(batch_size)])
         loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -13,6 +13,7 @@ import re
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,14 +40,13 @@ def written_x(reply: str) -> dict[str, float]:
     return found
 
 
-def x_copied(prompt: str, reply: str) -> list[float]:
-    """For each box of the prompt's detect block: 1.0 when the think states its label's x exactly
-    as the block wrote it, else 0.0."""
-    block = prompt[prompt.index("<detect>"):]
-    detected = rewards.parse_centers(block) or {}
+def x_copied(prompt: str, reply: str, labels: Sequence[str]) -> list[float]:
+    """For each region label of the question: 1.0 when the think states its x exactly as the
+    prompt's detect block wrote it, else 0.0."""
+    detected = rewards.match_centers(rewards.parse_centers(prompt[prompt.index("<detect>"):]) or {}, labels)
     stated = written_x(reply)
-    labels = {text[text.rindex("(") + 1 : -1] if text.endswith(")") else text: c for text, c in detected.items()}
-    return [float(label in stated and abs(stated[label] - center[0]) < 1e-9) for label, center in labels.items()]
+    return [float(label in stated and label in detected and abs(stated[label] - detected[label][0]) < 1e-9)
+            for label in labels]
 
 
 def score(model, processor, train, held, replies_path: str | None = None) -> dict:
@@ -65,7 +65,7 @@ def score(model, processor, train, held, replies_path: str | None = None) -> dic
     for row, example, reply in zip(held, examples, replies):
         answer = rewards.parse_answer(reply)
         if row["category"] == "left_right":
-            copied = x_copied(example.prompt, reply)
+            copied = x_copied(example.prompt, reply, [region["label"] for region in row["regions"]])
             cells["left_right"]["x_copied"] += copied
             cells["all"]["x_copied"] += copied
         for cell in (cells[row["category"]], cells["all"]):

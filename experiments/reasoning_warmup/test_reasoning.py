@@ -62,7 +62,7 @@ def test_the_prompt_gives_question_and_true_detect_block_and_the_reply_is_the_re
 def test_labels_cover_the_think_answer_and_end_token_only(tiny, rows):
     tokenizer = tiny[1].tokenizer
     examples = [reasoning.make_example(r, tokenizer) for r in rows[:5]]
-    batch = reasoning.encode(tokenizer, examples)
+    batch = copying.encode(tokenizer, examples)
     for i, ex in enumerate(examples):
         labelled = batch["labels"][i][batch["labels"][i] != -100].tolist()
         assert tokenizer.decode(labelled) == ex.reply + "<|im_end|>"
@@ -123,8 +123,9 @@ def test_left_right_thinks_restate_x_in_either_order_and_copies_are_counted(tiny
     assert label_first.prompt == center_first.prompt and label_first.reply != center_first.reply
     assert "x = " in center_first.reply and " of " not in center_first.reply.split(".")[0]
     assert score.written_x(label_first.reply) == score.written_x(center_first.reply) and len(score.written_x(label_first.reply)) == 2
-    assert score.x_copied(label_first.prompt, label_first.reply) == [1.0, 1.0]
-    assert score.x_copied(center_first.prompt, center_first.reply.replace("x = ", "x = 9", 1)) == [0.0, 1.0]
+    labels = [region["label"] for region in lr["regions"]]
+    assert score.x_copied(label_first.prompt, label_first.reply, labels) == [1.0, 1.0]
+    assert score.x_copied(center_first.prompt, center_first.reply.replace("x = ", "x = 9", 1), labels) == [0.0, 1.0]
     other = next(r for r in rows if r["category"] != "left_right")
     assert reasoning.make_example(other, tiny[1].tokenizer, think_order="center_first") == reasoning.make_example(other, tiny[1].tokenizer)
     with pytest.raises(ValueError, match="think_order"):

@@ -87,7 +87,8 @@ def make_example(rng: random.Random, words: list[str], tokenizer, system_style: 
 
 def encode(tokenizer, examples: list[CopyExample]) -> dict[str, torch.Tensor]:
     """Right-padded `input_ids`, `attention_mask` and `labels` (-100 except on the reply and its
-    end-of-turn token)."""
+    end-of-turn token) of examples with a chat `prompt` and a `reply` (a `CopyExample`, or any
+    text-only warm-up example of that shape)."""
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     ids, labels = [], []
     for ex in examples:
