@@ -81,6 +81,49 @@ def test_warm_up_teaches_copying_and_marks_the_model(tiny):
         copying.warm_up(model, processor.tokenizer, steps=0)
 
 
+def test_number_replies_are_copies_of_the_prompts_numbers(tiny):
+    tokenizer = tiny[1].tokenizer
+    words = copying.copy_words(tokenizer)
+    rng = random.Random(2)
+    examples = [copying.make_example(rng, words, tokenizer, numbers=0.5) for _ in range(300)]
+    tasks = [ex.task for ex in examples]
+    assert set(tasks) == {"repeat", "lookup", "numbers", "centers"}
+    assert 0.4 < sum(t in copying.NUMBER_TASKS for t in tasks) / len(tasks) < 0.6
+    for ex in examples:
+        user = ex.prompt.split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+        if ex.task == "numbers":
+            assert ex.reply == user.removeprefix("Repeat: ")
+            assert all(re.fullmatch(r"-?\d+\.\d\d", v) for v in ex.reply.split())
+        elif ex.task == "centers":
+            # the block parses as DTR's detect lines do; every stated value is its label's coordinate
+            boxes = dict((label, center) for center, _, label in re.findall(
+                r'<3d_box center="([^"]+)">(\w+) \(([a-z]+ (?:box|point))\)</3d_box>', user))
+            assert 2 <= len(boxes) <= 4 and len(boxes) == user.count("<3d_box")
+            stated = re.findall(r"([xyz]) of ([a-z]+ (?:box|point)) = (-?\d+\.\d\d)", ex.reply)
+            assert stated and ", ".join(f"{a} of {lab} = {v}" for a, lab, v in stated) == ex.reply
+            for axis, label, value in stated:
+                assert boxes[label].split(",")["xyz".index(axis)] == value, (user, ex.reply)
+                assert f"{axis} of the {label}" in user.split("Look up: ")[1]
+    # words only (the default) draws exactly the examples it drew before number tasks existed
+    rng_a, rng_b = random.Random(3), random.Random(3)
+    assert [copying.make_example(rng_a, words, tokenizer) for _ in range(20)] == \
+        [copying.make_example(rng_b, words, tokenizer, numbers=0.0) for _ in range(20)]
+
+
+def test_number_tasks_are_learned_and_scored_apart(tiny):
+    model, processor = fresh(tiny)
+    torch.manual_seed(0)
+    result = copying.warm_up(model, processor.tokenizer, steps=60, batch_size=16, learning_rate=3e-3, numbers=0.5)
+    before, after = result["accuracy_before"], result["accuracy_after"]
+    assert set(copying.NUMBER_TASKS) <= set(after) and result["numbers"] == 0.5
+    assert after["token"] > before["token"] + 0.2, result
+    assert "numbers" not in copying.copy_accuracy(model, processor.tokenizer, n=8)
+    with pytest.raises(ValueError, match="share of number tasks must be in \\[0, 1\\], got 1.5"):
+        copying.warm_up(model, processor.tokenizer, steps=1, numbers=1.5)
+    with pytest.raises(ValueError, match="copy_warmup_numbers must be in"):
+        sft.SFTSettings(copy_warmup_numbers=-0.1)
+
+
 def test_a_vocabulary_without_words_is_a_clear_error():
     class Letters:
         def get_vocab(self):

@@ -49,10 +49,24 @@ def x_copied(prompt: str, reply: str, labels: Sequence[str]) -> list[float]:
             for label in labels]
 
 
+_NUMBER = re.compile(r"-?\d+\.\d+")
+
+
+def coords_copied(prompt: str, truth: str, reply: str) -> list[float]:
+    """For each number of the true think that is a coordinate of the prompt's detect block as the
+    block writes it ("-0.62"), in order: 1.0 when the reply's think states the same number at the
+    same place among its numbers, else 0.0. Every category's copying, not only left/right's x."""
+    block = set(_NUMBER.findall(prompt[prompt.index("<detect>"):]))
+    stated = _NUMBER.findall(reply.split("</think>")[0])
+    return [float(i < len(stated) and stated[i] == v)
+            for i, v in enumerate(_NUMBER.findall(truth.split("</think>")[0])) if v in block]
+
+
 def score(model, processor, train, held, replies_path: str | None = None) -> dict:
     """{"all": {...}, category: {...}}: choice accuracy and its chance, MRA of numeric answers and
     of always answering the category's train median, the question counts, and on left/right the
-    share of detected x values the think states exactly (`x_copied`)."""
+    share of detected x values the think states exactly (`x_copied`); in every category the share
+    of the true think's detected coordinates stated in place (`coords_copied`)."""
     options = M.prompt_options(model)
     medians = defaultdict(list)
     for row in train:
@@ -64,6 +78,9 @@ def score(model, processor, train, held, replies_path: str | None = None) -> dic
     cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row, example, reply in zip(held, examples, replies):
         answer = rewards.parse_answer(reply)
+        copied = coords_copied(example.prompt, example.reply, reply)
+        cells[row["category"]]["coords_copied"] += copied
+        cells["all"]["coords_copied"] += copied
         if row["category"] == "left_right":
             copied = x_copied(example.prompt, reply, [region["label"] for region in row["regions"]])
             cells["left_right"]["x_copied"] += copied

@@ -90,17 +90,25 @@ def test_warm_up_learns_the_thinks_it_practises_and_marks_the_model(tiny, rows):
 
 @pytest.mark.slow
 def test_warm_reasoning_saves_a_model_sft_can_start_from(smoke_data, tmp_path, capsys):
-    out = tmp_path / "warm"
+    out, copied = tmp_path / "warm", tmp_path / "copied"
     assert warm_reasoning.main(["--data", str(smoke_data), "--out", str(out), "--profile", "smoke", "--copy-steps", "2",
-                            "--reason-steps", "3", "--batch-size", "2", "--held-out", "2"]) == 0
+                                "--copy-numbers", "0.5", "--copy-out", str(copied), "--reason-steps", "3",
+                                "--batch-size", "2", "--held-out", "2"]) == 0
     assert "val thinks from true centers" in capsys.readouterr().out
     model, _ = M.load(out)
     assert reasoning.warmed_steps(model) == 3 and copying.warmed_steps(model) == 2
+    again = tmp_path / "again"  # a reasoning variant from the saved copy warm-up
+    assert warm_reasoning.main(["--data", str(smoke_data), "--out", str(again), "--start", str(copied),
+                                "--copy-steps", "0", "--reason-steps", "2", "--batch-size", "2", "--held-out", "0"]) == 0
+    model, _ = M.load(again)
+    assert reasoning.warmed_steps(model) == 2 and copying.warmed_steps(model) == 2
     settings = sft.SFTSettings.from_profile("smoke", max_steps=1, eval_samples=0, disable_tqdm=True)
     result = sft.train_sft(smoke_data, tmp_path / "sft", settings, model_name_or_path=str(out))
     assert sft.read_summary(result.out_dir)["copy_warmup"] is None  # warmed once, in warm_reasoning
     assert warm_reasoning.main(["--data", str(smoke_data), "--out", str(out)]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err
+    assert warm_reasoning.main(["--data", str(smoke_data), "--out", str(tmp_path / "new"), "--copy-out", str(copied)]) == 2
+    assert str(copied) in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_score_counts_every_question_once_next_to_chance_and_the_median(tiny, splits, tmp_path):
@@ -130,3 +138,20 @@ def test_left_right_thinks_restate_x_in_either_order_and_copies_are_counted(tiny
     assert reasoning.make_example(other, tiny[1].tokenizer, think_order="center_first") == reasoning.make_example(other, tiny[1].tokenizer)
     with pytest.raises(ValueError, match="think_order"):
         reasoning.reorder_think(lr["dtr_target"], "numbers_last")
+
+
+def test_coords_copied_counts_the_detected_numbers_a_think_restates_in_place(tiny, rows):
+    counted = 0
+    for row in rows:
+        ex = reasoning.make_example(row, tiny[1].tokenizer)
+        copied = score.coords_copied(ex.prompt, ex.reply, ex.reply)
+        assert all(copied)  # the true think copies all of them
+        block = set(score._NUMBER.findall(ex.prompt[ex.prompt.index("<detect>"):]))
+        first = next((m for m in score._NUMBER.finditer(ex.reply) if m.group() in block and m.group() != "9.99"), None)
+        if copied and first is not None:  # the first restated coordinate changed: only it is wrong
+            wrong = ex.reply[:first.start()] + "9.99" + ex.reply[first.end():]
+            assert score.coords_copied(ex.prompt, ex.reply, wrong) == [0.0] + copied[1:]
+            counted += 1
+    assert counted >= 3
+    lr = reasoning.make_example(next(r for r in rows if r["category"] == "left_right"), tiny[1].tokenizer)
+    assert score.coords_copied(lr.prompt, lr.reply, "<think>no numbers</think>") == [0.0] * 4

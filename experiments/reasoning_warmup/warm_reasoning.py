@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the warmed model (must not exist)")
     parser.add_argument("--profile", default="default", help="BaseSettings preset for the model and learning rate")
     parser.add_argument("--copy-steps", type=int, default=sft.COPY_WARMUP_STEPS)
+    parser.add_argument("--copy-numbers", type=float, default=None,
+                        help="share of copy warm-up examples that copy numbers (default: the profile's)")
+    parser.add_argument("--copy-out", default=None,
+                        help="also save the model after the copy warm-up here (to try reasoning variants from it)")
+    parser.add_argument("--start", default=None,
+                        help="a saved model to go on from (e.g. a --copy-out folder) instead of a fresh one")
     parser.add_argument("--reason-steps", type=int, default=1600)
     parser.add_argument("--batch-size", type=int, default=16, help="questions per reasoning step")
     parser.add_argument("--held-out", type=int, default=192, help="val questions scored before and after")
@@ -39,18 +45,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="how a left/right think states the detected x values")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if out.exists():
-        print(f"warm_reasoning: {out} exists; choose a new folder", file=sys.stderr)
-        return 2
+    for folder in (out, Path(args.copy_out) if args.copy_out else None):
+        if folder is not None and folder.exists():
+            print(f"warm_reasoning: {folder} exists; choose a new folder", file=sys.stderr)
+            return 2
     settings = base.BaseSettings.from_profile(args.profile).trainer_settings()
     splits = sft_examples.load_splits(args.data)
-    model, processor = sft.build_model(splits["train"], settings)
+    if args.start:
+        model, processor = M.load(args.start)
+    else:
+        model, processor = sft.build_model(splits["train"], settings)
     options = M.prompt_options(model)
     if args.copy_steps:
         result = copying.warm_up(model, processor.tokenizer, args.copy_steps, batch_size=settings.copy_warmup_batch_size,
                                  learning_rate=settings.learning_rate, seed=settings.seed,
-                                 system_style=options["system"], option_style=options["option_style"])
-        print("copy warm-up:", json.dumps(result["accuracy_after"]))
+                                 system_style=options["system"], option_style=options["option_style"],
+                                 numbers=settings.copy_warmup_numbers if args.copy_numbers is None else args.copy_numbers)
+        print(f"copy warm-up: {result['wall_time_s']:.0f} s,", json.dumps(result["accuracy_after"]), flush=True)
+        if args.copy_out:
+            model.save_pretrained(args.copy_out)
+            processor.save_pretrained(args.copy_out)
     if args.reason_steps:
         held_out = reasoning.question_rows(splits["val"], args.held_out, settings.seed) if args.held_out else []
         result = reasoning.warm_up(model, processor.tokenizer, reasoning.question_rows(splits["train"]),

@@ -77,7 +77,7 @@ _TRAINER_FIELDS = ("num_train_epochs", "max_steps", "per_device_train_batch_size
                    "max_grad_norm", "max_length", "logging_steps", "save_steps", "save_total_limit", "seed",
                    "bf16", "activation_checkpointing", "dataloader_num_workers", "report_to", "disable_tqdm",
                    "model_profile", "option_style", "depth_embedding", "region_pool", "depth_dropout", "copy_warmup_steps",
-                   "copy_warmup_batch_size")
+                   "copy_warmup_batch_size", "copy_warmup_numbers")
 """Fields a `BaseSettings` shares with `SFTSettings` (same meaning): the trainer and the new model."""
 
 
@@ -151,6 +151,8 @@ class BaseSettings:
     """Steps of the text-only copy warm-up before grounding; 0 = none."""
     copy_warmup_batch_size: int = 32
     """Sequences per copy warm-up step."""
+    copy_warmup_numbers: float = 0.0
+    """Share of the copy warm-up's examples that copy numbers (`copying.NUMBER_TASKS`)."""
     eval_samples: int = 64
     """Val regions grounded greedily at the end (median center error); 0 = skip."""
     eval_batch_size: int = 16

@@ -16,6 +16,16 @@ an image example, with every target token a copy:
   be read off the options (the question names only w). Replies are bare: runs whose replies
   began with a fixed prefix lost most of their label copying after SFT (docs/experiments.md).
 
+With `numbers` > 0 that share of the examples copies numbers instead (issue #19: a think
+restates detected coordinates digit by digit, and after the word tasks alone the model copied
+labels, signs and letters but not the digits):
+
+- repeat numbers: "Repeat: -0.46 0.18 3.90" -> "-0.46 0.18 3.90" (3-6 numbers, 2 decimals);
+- look up centers: a detect block of 2-4 `<3d_box center="x,y,z">name (label)</3d_box>` lines as
+  the traces write them (`traces.box3d`), then "Look up: x of the magenta point, z of the red
+  box." -> "x of magenta point = -0.46, z of red box = 3.90", 1-3 look-ups as DTR's thinks state
+  them: find the label, take the number written before it on its line.
+
 Words are whole-word tokens of the model's own tokenizer, drawn at random, so no shortcut of
 the SFT data (fixed option pairs, the question's word order) can stand in for the copy.
 The stage is a plain PyTorch loop (no images, no TRL), seeded, and records itself in the model
@@ -33,10 +43,18 @@ from typing import Any
 
 import torch
 
-from workbench.tasks import prompts
+from workbench.tasks import prompts, traces
+from workbench.tasks import vocab as Q
+from workbench.world.render import MARK_COLORS, MARK_KINDS
+from workbench.world.scenes import CATALOGUE, IN_DOMAIN_SHAPES
 
 LETTERS = prompts.LETTERS[:4]
 """Letters of a look-up's 2-4 options: the prompts' own, so option lines and replies agree."""
+NUMBER_TASKS = ("numbers", "centers")
+"""The number tasks (repeat numbers, look up centers), drawn with equal odds."""
+CENTER_RANGES = ((-1.6, 1.6), (-0.8, 0.8), (1.0, 6.0))
+"""Ranges of a look-up's x, y, z in metres: about those of the data's camera-frame centers."""
+AXES = "xyz"
 CONFIG_KEY = "workbench_copy_warmup_steps"
 """Config attribute recording the warm-up steps a model has had (absent = none)."""
 
@@ -65,11 +83,33 @@ def copy_words(tokenizer, min_chars: int = 3) -> list[str]:
     return sorted(words)
 
 
-def make_example(rng: random.Random, words: list[str], tokenizer, system_style: str = "short",
-                 option_style: str = "letter_first") -> CopyExample:
-    """A seeded repeat or look-up example (equal odds) rendered with the model's chat template;
-    look-up options are listed in `option_style` (`prompts.OPTION_STYLES`)."""
+def _number(rng: random.Random, lo: float, hi: float) -> str:
+    return Q.fmt(rng.uniform(lo, hi))
+
+
+def number_task(rng: random.Random) -> tuple[str, str, str]:
+    """(task, question, reply) of a seeded number example (`NUMBER_TASKS`, equal odds)."""
     if rng.random() < 0.5:
+        values = [_number(rng, *CENTER_RANGES[rng.randrange(3)]) for _ in range(rng.randint(3, 6))]
+        return "numbers", "Repeat: " + " ".join(values), " ".join(values)
+    labels = rng.sample([f"{c} {k}" for c in MARK_COLORS for k in MARK_KINDS], rng.randint(2, 4))
+    centers = [[float(_number(rng, lo, hi)) for lo, hi in CENTER_RANGES] for _ in labels]
+    names = [CATALOGUE[rng.choice(IN_DOMAIN_SHAPES)].name for _ in labels]
+    asked = [(rng.randrange(len(labels)), rng.randrange(3)) for _ in range(rng.randint(1, 3))]
+    block = "\n".join(traces.box3d(c, n, label) for c, n, label in zip(centers, names, labels))
+    request = ", ".join(f"{AXES[a]} of the {labels[i]}" for i, a in asked)
+    reply = ", ".join(f"{AXES[a]} of {labels[i]} = {Q.fmt(centers[i][a])}" for i, a in asked)
+    return "centers", f"{block}\nLook up: {request}.", reply
+
+
+def make_example(rng: random.Random, words: list[str], tokenizer, system_style: str = "short",
+                 option_style: str = "letter_first", numbers: float = 0.0) -> CopyExample:
+    """A seeded example rendered with the model's chat template: with probability `numbers` a
+    number task (`number_task`), else a word repeat or look-up (equal odds); look-up options are
+    listed in `option_style` (`prompts.OPTION_STYLES`)."""
+    if numbers and rng.random() < numbers:
+        task, question, reply = number_task(rng)
+    elif rng.random() < 0.5:
         picked = rng.sample(words, rng.randint(3, 8))
         task, question, reply = "repeat", "Repeat:" + "".join(picked), "".join(picked).strip()
     else:
@@ -107,16 +147,21 @@ def encode(tokenizer, examples: list[CopyExample]) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def copy_accuracy(model, tokenizer, n: int = 256, seed: int = 1234, batch_size: int = 64,
-                  system_style: str = "short", option_style: str = "letter_first") -> dict[str, float]:
-    """Teacher-forced accuracy on `n` held-out warm-up examples: `token` (reply tokens predicted
-    right), `exact` (replies all right) and `letter` (every token of the " (L)" of look-up replies)."""
+                  system_style: str = "short", option_style: str = "letter_first",
+                  numbers: float = 0.0) -> dict[str, float]:
+    """Teacher-forced accuracy on `n` held-out warm-up examples (`numbers` of them number tasks):
+    `token` (reply tokens predicted right), `exact` (replies all right), `letter` (every token of
+    the " (L)" of look-up replies) and, with `numbers` > 0, `numbers` and `centers` (replies of
+    those tasks all right)."""
     rng = random.Random(seed)
     words = copy_words(tokenizer)
-    examples = [make_example(rng, words, tokenizer, system_style, option_style) for _ in range(n)]
+    examples = [make_example(rng, words, tokenizer, system_style, option_style, numbers) for _ in range(n)]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     hits = {"token": [0, 0], "exact": [0, 0], "letter": [0, 0]}
+    if numbers:
+        hits.update({task: [0, 0] for task in NUMBER_TASKS})
     for start in range(0, n, batch_size):
         chunk = examples[start : start + batch_size]
         batch = {k: v.to(device) for k, v in encode(tokenizer, chunk).items()}
@@ -124,11 +169,15 @@ def copy_accuracy(model, tokenizer, n: int = 256, seed: int = 1234, batch_size: 
         pred, target = logits[:, :-1].argmax(-1), batch["labels"][:, 1:]
         mask = target != -100
         right = (pred == target) & mask
+        exact = (right | ~mask).all(1)
         hits["token"][0] += int(right.sum())
         hits["token"][1] += int(mask.sum())
-        hits["exact"][0] += int((right | ~mask).all(1).sum())
+        hits["exact"][0] += int(exact.sum())
         hits["exact"][1] += len(chunk)
         for i, ex in enumerate(chunk):
+            if ex.task in NUMBER_TASKS:
+                hits[ex.task][0] += int(exact[i])
+                hits[ex.task][1] += 1
             if ex.task == "lookup":  # the letter: the reply's tokens after the word, before eos
                 where = mask[i].nonzero().flatten()
                 stem = len(tokenizer(ex.reply[: ex.reply.rindex(" (")], add_special_tokens=False)["input_ids"])
@@ -141,25 +190,27 @@ def copy_accuracy(model, tokenizer, n: int = 256, seed: int = 1234, batch_size: 
 
 
 def warm_up(model, tokenizer, steps: int, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
-            system_style: str = "short", option_style: str = "letter_first", log_every: int = 100,
-            log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train `model` in place for `steps` AdamW steps of `batch_size` warm-up examples (constant
-    `learning_rate`, no weight decay, no clipping: the recipe measured in issue #3) and record
-    the steps in its config. Returns the copy accuracy before and after, the first
+            system_style: str = "short", option_style: str = "letter_first", numbers: float = 0.0,
+            log_every: int = 100, log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train `model` in place for `steps` AdamW steps of `batch_size` warm-up examples, `numbers`
+    of them number tasks (constant `learning_rate`, no weight decay, no clipping: the recipe
+    measured in issue #3) and record the steps in its config. Returns the copy accuracy before and after, the first
     and last loss and the wall time; `log` receives a dict every `log_every` steps."""
     if steps < 1:
         raise ValueError(f"copy warm-up steps must be >= 1, got {steps}")
+    if not 0.0 <= numbers <= 1.0:
+        raise ValueError(f"the copy warm-up's share of number tasks must be in [0, 1], got {numbers}")
     start = time.perf_counter()
     rng = random.Random(seed)
     words = copy_words(tokenizer)
     device = next(model.parameters()).device
-    before = copy_accuracy(model, tokenizer, system_style=system_style, option_style=option_style)
+    before = copy_accuracy(model, tokenizer, system_style=system_style, option_style=option_style, numbers=numbers)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
     model.train()
     losses = []
     for step in range(1, steps + 1):
-        batch = encode(tokenizer, [make_example(rng, words, tokenizer, system_style, option_style)
+        batch = encode(tokenizer, [make_example(rng, words, tokenizer, system_style, option_style, numbers)
                                    for _ in range(batch_size)])
         loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         loss.backward()
@@ -168,11 +219,12 @@ def warm_up(model, tokenizer, steps: int, batch_size: int = 32, learning_rate: f
         losses.append(loss.detach().item())
         if log is not None and (step % log_every == 0 or step == steps):
             log({"copy_step": step, "copy_loss": sum(losses[-log_every:]) / len(losses[-log_every:])})
-    after = copy_accuracy(model, tokenizer, system_style=system_style, option_style=option_style)
+    after = copy_accuracy(model, tokenizer, system_style=system_style, option_style=option_style, numbers=numbers)
     setattr(model.config, CONFIG_KEY, getattr(model.config, CONFIG_KEY, 0) + steps)
     return {
         "steps": steps,
         "batch_size": batch_size,
+        "numbers": numbers,
         "first_loss": losses[0],
         "final_loss": sum(losses[-log_every:]) / len(losses[-log_every:]),
         "accuracy_before": before,

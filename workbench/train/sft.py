@@ -167,6 +167,8 @@ class SFTSettings:
     SFT; 0 = none. Skipped for pretrained VLMs, already warmed models and resumed runs."""
     copy_warmup_batch_size: int = 32
     """Sequences per copy warm-up step (short and text-only: about a fifth of an image example)."""
+    copy_warmup_numbers: float = 0.0
+    """Share of the copy warm-up's examples that copy numbers (`copying.NUMBER_TASKS`); 0 = words only."""
     depth_dropout: float = 0.1
     """Share of the examples trained without depth when the model embeds depth (seeded per example),
     so that an image without depth (an upload) still gets answers."""
@@ -239,6 +241,8 @@ class SFTSettings:
         if self.region_pool not in ("", *REGION_POOLS):
             raise ValueError(f"unknown region_pool {self.region_pool!r}; choose one of {REGION_POOLS} or ''")
         check_steps(self, ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"))
+        if not 0.0 <= self.copy_warmup_numbers <= 1.0:
+            raise ValueError(f"copy_warmup_numbers must be in [0, 1], got {self.copy_warmup_numbers!r}")
         if self.copy_warmup_steps < 0 or self.copy_warmup_batch_size < 1:
             raise ValueError("copy_warmup_steps must be >= 0 and copy_warmup_batch_size >= 1, got "
                              f"{self.copy_warmup_steps!r} and {self.copy_warmup_batch_size!r}")
@@ -509,7 +513,7 @@ def copy_warmup(model, processor, settings: SFTSettings) -> dict[str, Any] | Non
     return copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
                            batch_size=settings.copy_warmup_batch_size, learning_rate=settings.learning_rate,
                            seed=settings.seed, system_style=prompting["system"], option_style=prompting["option_style"],
-                           log=None if settings.disable_tqdm else _print_copy_log)
+                           numbers=settings.copy_warmup_numbers, log=None if settings.disable_tqdm else _print_copy_log)
 
 
 def _print_copy_log(entry: Mapping[str, Any]) -> None:
