@@ -94,6 +94,16 @@ config.update(buildCheck=False, buildAvailable=False)
 path.parent.mkdir(parents=True, exist_ok=True)
 path.write_text(json.dumps(config, indent=2) + "\n")
 PY
+# ... and no "Would you like to get notified about official Jupyter news?" toast on first launch
+# (the news feed would need the internet anyway): a default setting in the environment's overrides.
+.venv/bin/python - <<'PY'
+import json, pathlib
+path = pathlib.Path(".venv/share/jupyter/lab/settings/overrides.json")
+overrides = json.loads(path.read_text()) if path.exists() else {}
+overrides.setdefault("@jupyterlab/apputils-extension:notification", {}).update(fetchNews="false", checkForUpdates=False)
+path.parent.mkdir(parents=True, exist_ok=True)
+path.write_text(json.dumps(overrides, indent=2) + "\n")
+PY
 .venv/bin/python - <<'PY'
 import open3d, torch, transformers, trl, peft, gradio, papermill  # noqa: F401 - fail here, not later
 print(f"setup: ok (torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, open3d {open3d.__version__})")

@@ -64,3 +64,13 @@ def test_jupyterlab_starts_without_the_build_dialog():
 
     config = get_static_page_config(level="all")
     assert config.get("buildCheck") is False and config.get("buildAvailable") is False
+
+
+def test_jupyterlab_does_not_ask_about_the_news_feed():
+    """scripts/setup.sh sets JupyterLab's news and update checks off by default (a first launch
+    otherwise opens with a toast asking whether to fetch the Jupyter news)."""
+    import sys
+
+    path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    notification = json.loads(path.read_text())["@jupyterlab/apputils-extension:notification"]
+    assert notification == {"fetchNews": "false", "checkForUpdates": False}
