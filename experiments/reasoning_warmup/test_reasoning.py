@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 
+import lookup_probe
 import pytest
 import reasoning
 import score
@@ -155,3 +156,11 @@ def test_coords_copied_counts_the_detected_numbers_a_think_restates_in_place(tin
     assert counted >= 3
     lr = reasoning.make_example(next(r for r in rows if r["category"] == "left_right"), tiny[1].tokenizer)
     assert score.coords_copied(lr.prompt, lr.reply, "<think>no numbers</think>") == [0.0] * 4
+
+
+def test_lookup_probe_trains_a_model_of_the_asked_depth_on_number_tasks(smoke_data, capsys):
+    assert lookup_probe.main(["--data", str(smoke_data), "--layers", "2", "--steps", "2", "--batch-size", "2"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["layers"] == 2 and line["steps"] == 2 and set(copying.NUMBER_TASKS) <= set(line["after"])
+    assert lookup_probe.main(["--data", str(smoke_data), "--hidden", "100"]) == 2
+    assert "hidden_size 100" in capsys.readouterr().err
