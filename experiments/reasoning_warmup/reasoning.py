@@ -172,24 +172,11 @@ def warm_up(model, tokenizer, rows: Sequence[Mapping[str, Any]], steps: int, bat
         raise ValueError("the reasoning warm-up has no question rows with DTR targets to practise on")
     start = time.perf_counter()
     rng = random.Random(seed)
-    device = next(model.parameters()).device
     examples = [make_example(r, tokenizer, system_style, option_style, think_order) for r in rows]
     check = [make_example(r, tokenizer, system_style, option_style, think_order) for r in held_out]
     before = reasoning_accuracy(model, tokenizer, check) if check else None
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    model.train()
-    losses = []
-    for step in range(1, steps + 1):
-        batch = copying.encode(tokenizer, [examples[rng.randrange(len(examples))] for _ in range(batch_size)])
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach().item())
-        if log is not None and (step % log_every == 0 or step == steps):
-            log({"reason_step": step, "reason_loss": sum(losses[-log_every:]) / len(losses[-log_every:])})
+    losses = copying.train_text(model, tokenizer, lambda: [examples[rng.randrange(len(examples))] for _ in range(batch_size)],
+                                steps, learning_rate, max_grad_norm=1.0, log_every=log_every, log=log, name="reason")
     after = reasoning_accuracy(model, tokenizer, check) if check else None
     setattr(model.config, CONFIG_KEY, warmed_steps(model) + steps)
     return {

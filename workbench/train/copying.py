@@ -189,6 +189,32 @@ def copy_accuracy(model, tokenizer, n: int = 256, seed: int = 1234, batch_size: 
     return {k: h[0] / h[1] if h[1] else float("nan") for k, h in hits.items()}
 
 
+def train_text(model, tokenizer, draw: Callable[[], list[Any]], steps: int, learning_rate: float,
+               max_grad_norm: float | None = None, log_every: int = 100,
+               log: Callable[[dict[str, Any]], None] | None = None, name: str = "copy") -> list[float]:
+    """The text-only warm-ups' loop: `steps` AdamW steps (constant `learning_rate`, no weight
+    decay; gradients clipped at `max_grad_norm` when given) on the examples `draw()` returns each
+    step (prompt/reply examples, `encode`d). `log` receives `{name}_step` and the mean
+    `{name}_loss` every `log_every` steps. Returns every step's loss."""
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    model.train()
+    losses: list[float] = []
+    for step in range(1, steps + 1):
+        batch = encode(tokenizer, draw())
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        loss.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach().item())
+        if log is not None and (step % log_every == 0 or step == steps):
+            log({f"{name}_step": step, f"{name}_loss": sum(losses[-log_every:]) / len(losses[-log_every:])})
+    return losses
+
+
 def warm_up(model, tokenizer, steps: int, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
             system_style: str = "short", option_style: str = "letter_first", numbers: float = 0.0,
             log_every: int = 100, log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -203,22 +229,10 @@ def warm_up(model, tokenizer, steps: int, batch_size: int = 32, learning_rate: f
     start = time.perf_counter()
     rng = random.Random(seed)
     words = copy_words(tokenizer)
-    device = next(model.parameters()).device
     before = copy_accuracy(model, tokenizer, system_style=system_style, option_style=option_style, numbers=numbers)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    model.train()
-    losses = []
-    for step in range(1, steps + 1):
-        batch = encode(tokenizer, [make_example(rng, words, tokenizer, system_style, option_style, numbers)
-                                   for _ in range(batch_size)])
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach().item())
-        if log is not None and (step % log_every == 0 or step == steps):
-            log({"copy_step": step, "copy_loss": sum(losses[-log_every:]) / len(losses[-log_every:])})
+    losses = train_text(model, tokenizer, lambda: [make_example(rng, words, tokenizer, system_style, option_style, numbers)
+                                                   for _ in range(batch_size)],
+                        steps, learning_rate, log_every=log_every, log=log, name="copy")
     after = copy_accuracy(model, tokenizer, system_style=system_style, option_style=option_style, numbers=numbers)
     setattr(model.config, CONFIG_KEY, getattr(model.config, CONFIG_KEY, 0) + steps)
     return {
