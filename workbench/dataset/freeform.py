@@ -195,6 +195,24 @@ def check_inside(regions: list[dict[str, Any]], width: int, height: int) -> None
                 raise ValueError(f"region {reg['label']!r} point {reg['point']} is outside the {width}x{height} image")
 
 
+def place_regions(regions: list[dict[str, Any]], scale: float, width: int, height: int) -> None:
+    """Regions given in pixels of an image, moved in place onto that image scaled by `scale` to
+    `width` x `height`: boxes to whole pixels (never empty), points to a pixel with the square of
+    side 2 * POINT_HALF_SIZE + 1 around it as their `bbox_2d` (what pooling reads)."""
+    w, h = width, height
+    for reg in regions:
+        if reg["kind"] == "box":
+            x1, y1, x2, y2 = (v * scale for v in reg["bbox_2d"])
+            reg["bbox_2d"] = [int(np.floor(x1)), int(np.floor(y1)), max(int(np.ceil(x2)), int(np.floor(x1)) + 1),
+                              max(int(np.ceil(y2)), int(np.floor(y1)) + 1)]
+            reg["bbox_2d"] = [min(max(v, 0), lim) for v, lim in zip(reg["bbox_2d"], (w - 1, h - 1, w, h))]
+        else:
+            px, py = (min(int(v * scale), lim - 1) for v, lim in zip(reg["point"], (w, h)))
+            reg["point"] = [px, py]
+            s = POINT_HALF_SIZE
+            reg["bbox_2d"] = [max(px - s, 0), max(py - s, 0), min(px + s + 1, w), min(py + s + 1, h)]
+
+
 def make_row(
     image: Any, question: str, regions: Any = None, image_size: int | None = 112, choices: Any = None,
     depth: Any = None, intrinsics: Any = None,
@@ -236,17 +254,7 @@ def make_row(
         sx, sy = w / z.shape[1], h / z.shape[0]
         z = np.asarray(Image.fromarray(z, mode="F").resize((w, h), Image.NEAREST), dtype=np.float32)
         intrinsics = [intrinsics[0] * sx, intrinsics[1] * sy, intrinsics[2] * sx, intrinsics[3] * sy]
-    for reg in regs:
-        if reg["kind"] == "box":
-            x1, y1, x2, y2 = (v * scale for v in reg["bbox_2d"])
-            reg["bbox_2d"] = [int(np.floor(x1)), int(np.floor(y1)), max(int(np.ceil(x2)), int(np.floor(x1)) + 1),
-                              max(int(np.ceil(y2)), int(np.floor(y1)) + 1)]
-            reg["bbox_2d"] = [min(max(v, 0), lim) for v, lim in zip(reg["bbox_2d"], (w - 1, h - 1, w, h))]
-        else:
-            px, py = (min(int(v * scale), lim - 1) for v, lim in zip(reg["point"], (w, h)))
-            reg["point"] = [px, py]
-            s = POINT_HALF_SIZE
-            reg["bbox_2d"] = [max(px - s, 0), max(py - s, 0), min(px + s + 1, w), min(py + s + 1, h)]
+    place_regions(regs, scale, w, h)
     marked = render.draw_marks(np.asarray(image), regs)
     return {
         "id": "freeform",

@@ -42,6 +42,8 @@ def truth_fields(row: Mapping[str, Any]) -> dict[str, Any]:
         "intrinsics": row.get("intrinsics"),
         "reference_targets": {path: str(row[key]) for path, key in (("lor", "lor_target"), ("dtr", "dtr_target"))
                               if row.get(key)},
+        # a public benchmark's row (`workbench bench`): its name, grouping and gold as it states it
+        **{key: row[key] for key in ("benchmark", "group", "official_answer") if row.get(key) is not None},
     }
 
 

@@ -3,6 +3,7 @@
     workbench eval --model DIR [--model DIR2 ...] --data DIR --out DIR [--splits test,test_ood]
                    [--paths lor,dtr,auto] [--profile P] [--baselines chance,oracle,language_prior]
     workbench eval --rescore DIR/predictions.jsonl --out DIR2 [--center-reward exp]   # offline
+    workbench eval --rescore BENCH_DIR --out DIR2 --scorer benchmark   # + each benchmark's official rules
 
 How it works:
 1. Rows. The QA rows (`schema.QA_TASKS`) of each chosen split; with `max_examples`, a
@@ -500,6 +501,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("predicted", "max"),
         help="detect reward denominator (default predicted)",
     )
+    add("--scorer", default="spec", choices=("spec", "benchmark"),
+        help="with --rescore: `benchmark` also scores benchmark predictions (`workbench bench`) by each "
+             "benchmark's official rules into benchmark.json")
     add("--no-progress", action="store_true", help="no progress bars")  # fmt: skip
     add_set_argument(parser, EvalSettings)
 
@@ -511,10 +515,23 @@ def cli(args: argparse.Namespace) -> int:
     settings = EvalSettings.from_profile(args.profile, **overrides)
     out = Path(args.out)
     check_eval_dir(out, args.overwrite)
+    if args.scorer == "benchmark" and not args.rescore:
+        raise ValueError("--scorer benchmark re-scores saved predictions: give --rescore PREDICTIONS "
+                         "(`workbench bench` scores a benchmark as it runs)")
     if args.rescore:
         scored = metrics.score_predictions(metrics.read_predictions(args.rescore), settings)
         table = metrics.rescore(scored, settings)
+        if args.scorer == "benchmark":
+            from workbench.eval import official
+
+            scored = official.score_all(scored)
+            summary = official.summarize(scored)
+            if not summary:
+                raise ValueError(f"{args.rescore}: no benchmark predictions to score (`workbench bench` writes them)")
+            print(official.format_summary(summary))
         metrics.write_results(out, scored, table)
+        if args.scorer == "benchmark":
+            io.write_json(out / official.SUMMARY_FILE, summary)
         n = len(scored)
     else:
         if not args.data:

@@ -138,6 +138,16 @@ def user_text(row: Mapping[str, Any], region_coords: bool = True, option_style: 
     return text
 
 
+def images_of(row: Mapping[str, Any]) -> list[Any]:
+    """The images a row shows the model, in order: its `images` (several views of one question, as
+    in a multi-view benchmark) when it has them, else its one `image` (none for a text-only row)."""
+    images = row.get("images")
+    if images:
+        return list(images)
+    image = row.get("image")
+    return [] if image is None else [image]
+
+
 def target_of(row: Mapping[str, Any], path: str) -> str:
     """The assistant text a row is trained on for `path` (blend rows: their plain target)."""
     task = row.get("task", "region_qa")
@@ -170,9 +180,8 @@ def to_messages(
     system = system_prompt(resolve_path(row, path) if task in QA_TASKS else "plain", system)
     if task not in QA_TASKS:
         resolve_path(row, path)  # still reject a misspelt path
-    image = row.get("image")
     user: list[dict[str, Any]] = []
-    if image is not None:
+    for image in images_of(row):
         user.append({"type": "image", "image": image} if embed_image else {"type": "image"})
     user.append({"type": "text", "text": user_text(row, region_coords, option_style)})
     messages = [
