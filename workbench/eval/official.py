@@ -164,18 +164,22 @@ def letter_strip(reply: str, gold: str) -> float:
     return float(norm(reply) == norm(gold))
 
 
-def cambrian_letter(reply: str, gold: str) -> float:
+def cambrian_letter(reply: str, gold: str, omni: bool = False, option: str = "") -> float:
     """Cambrian's CV-Bench harness: the text after "answer is" / "answer is:" / "answer:", stripped
     of a final dot and brackets, its first character compared with the gold letter.
 
-    >>> [cambrian_letter(r, "(C)") for r in ("C", "C) cube", "The answer is (C).", "<answer>C</answer>", "cube")]
+    Its Omni3D script (the 3D half) also strips ":" and "," and accepts the gold option's text.
+
+    >>> [cambrian_letter(r, "(C)") for r in ("C", "((C))", "The answer is (C).", "<answer>C</answer>", "cube")]
     [1.0, 1.0, 1.0, 0.0, 1.0]
     """
     text = reply.lower().strip()
     for key in ("answer is", "answer is:", "answer:"):
         if key in text:
             text = text.split(key)[-1]
-    text = text.strip().removesuffix(".").removeprefix("(").removesuffix(")")
+    text = text.strip().rstrip(".:," if omni else ".").lstrip("(").rstrip(")")
+    if omni and option and text == option.lower():  # the Omni3D script also takes the option's text
+        return 1.0
     return float(text[:1] == gold.strip("()").lower()[:1] and text[:1] != "")
 
 
@@ -222,13 +226,18 @@ def clock_hour(text: str) -> int | None:
     return int(m.group(1)) if m and 1 <= int(m.group(1)) <= 12 else None
 
 
-_YES = re.compile(r"^\W*(yes|correct|indeed|true)\b", re.I)
-_NO = re.compile(r"^\W*(no|not|incorrect|false|in fact)\b", re.I)
+_YES = re.compile(r"^\W*(yes|correct|indeed|true|that is true|that's true)\b", re.I)
+_NO = re.compile(r"^\W*(no|not|incorrect|false|in fact|actually|that is false|that's false)\b", re.I)
 _REGION = re.compile(r"region\s*\[(\d+)\]", re.I)
 
 
 def polarity(text: str) -> bool | None:
-    """Yes (True) / no (False) at the start of an answer; None when it says neither."""
+    """Yes (True) / no (False) at the start of an answer; None when it says neither. The benchmark's
+    own negative answers include "In fact, ..." and "Actually, ..." (its generator's templates).
+
+    >>> [polarity(t) for t in ("Yes, it is.", "Actually, it is below.", "That is True.", "That is False.", "1.2")]
+    [True, False, True, False, None]
+    """
     if _YES.search(text):
         return True
     if _NO.search(text):
@@ -272,7 +281,11 @@ def score(pred: Mapping[str, Any]) -> dict[str, float]:
     if bench == "spar":
         return {"official": _spar(raw, pred), "sr-real": _spar(span, pred)}
     if bench == "cvbench":
-        return {"official": cambrian_letter(raw, gold), "sr-real": letter_strip(span, gold)}
+        letter = gold.strip("()").upper()
+        choices = pred.get("choices") or []
+        option = choices[common.LETTERS.index(letter)] if letter in common.LETTERS[: len(choices)] else ""
+        omni = (pred.get("group") or {}).get("source") == "Omni3D"
+        return {"official": cambrian_letter(raw, gold, omni, option), "sr-real": letter_strip(span, gold)}
     if bench == "sat":
         return {"official": sat_lenient(raw, gold), "sr-real": letter_strip(span, gold)}
     if bench == "embspatial":
@@ -346,7 +359,46 @@ def _rows(preds: Sequence[Mapping[str, Any]], scheme: str) -> list[dict[str, Any
         for p, x in zip(preds, s):
             cells.setdefault(f"{p['group']['view']} {p['group']['format']}", []).append(x)
         out += [{"group": f"split={k}", "score": _mean(v), "n": len(v)} for k, v in sorted(cells.items())]
-    out.append({"group": "overall (mean of questions)", "score": _mean(s), "n": len(s)})
+    if bench == "spatialrgpt":
+        return out + _spatialrgpt_rows(preds, s)
+    label = "overall (mean of questions)"
+    if bench == "sat" and scheme == "official" and not any(p["id"].endswith("/reversed") for p in preds):
+        label += "; one option order: the authors' protocol needs --circular"
+    out.append({"group": label, "score": _mean(s), "n": len(s)})
+    return out
+
+
+RGPT_PAIRS = (("tall/short", ("tall", "short")), ("left/right", ("left", "right")), ("below/above", ("below", "above")),
+              ("behind/front", ("behind", "front")), ("big/small", ("big", "small")), ("wide/thin", ("wide", "thin")))
+"""SpatialRGPT-Bench's qualitative groups: categories matched by these words, in this order."""
+
+
+def _spatialrgpt_rows(preds: Sequence[Mapping[str, Any]], s: Sequence[float]) -> list[dict[str, Any]]:
+    """The official script's rows: qualitative accuracy per pair group and overall, quantitative
+    success overall and, per length category, the mean absolute relative error of the answers it
+    could read (`|x - g| / g`; unreadable answers count as misses but not in the error)."""
+    qual = [(p, x) for p, x in zip(preds, s) if p["group"].get("type") == "qualitative"]
+    quan = [(p, x) for p, x in zip(preds, s) if p["group"].get("type") == "quantitative"]
+    out = []
+    def pair_of(category: str) -> str | None:
+        return next((name for name, words in RGPT_PAIRS if any(w in category for w in words)), None)
+
+    for name, _ in RGPT_PAIRS:
+        xs = [x for p, x in qual if pair_of(p["category"]) == name]
+        if xs:
+            out.append({"group": f"qualitative {name}", "score": _mean(xs), "n": len(xs)})
+    errors: dict[str, list[float]] = {}
+    for p, _ in quan:
+        if p["category"] in spatialrgpt.QUANTITATIVE:
+            x = common.metres_in(answer_span(p.get("completion") or ""))
+            g = float(p["answer"])
+            if x is not None and g > 0:
+                errors.setdefault(p["category"], []).append(abs(x - g) / g)
+    out += [{"group": f"abs_rel_error={c}", "score": _mean(v), "n": len(v)} for c, v in sorted(errors.items())]
+    if qual:
+        out.append({"group": "qualitative overall", "score": _mean([x for _, x in qual]), "n": len(qual)})
+    if quan:
+        out.append({"group": "quantitative overall", "score": _mean([x for _, x in quan]), "n": len(quan)})
     return out
 
 
@@ -374,7 +426,7 @@ def format_summary(rows: Sequence[Mapping[str, Any]], groups: str = "overall") -
     keep = [
         r
         for r in rows
-        if groups == "all" or not r["group"].startswith(("category=", "split=", "order=", "version="))
+        if groups == "all" or not r["group"].startswith(("category=", "split=", "order=", "version=", "abs_rel"))
     ]
     if not keep:
         return "(no benchmark rows)"

@@ -60,6 +60,9 @@ def load(
     records = common.read_records(source, module.HUB, module.SPLIT, name)
     for k, rec in enumerate(records):
         rec[INDEX] = k
+    if name == "sat":
+        common.check_columns(records, sat.REQUIRED, name)
+        sat.paper_orders(records, seed)
     records = _sample(records, module, limit)
     if name == "spar":
         gen = spar.items(records, regions=regions_file)

@@ -18,10 +18,12 @@ does (`render.draw_marks`) and fills the row contract's columns, so `prompts.to_
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
 import io
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -76,8 +78,12 @@ def read_records(source: str | os.PathLike | None, hub: str, split: str, name: s
         raise BenchmarkError(
             f"{name}: {str(path)!r} holds no dataset (no dataset_dict.json and no {'/'.join(TABLE_SUFFIXES)} files)"
         )
-    in_split = [p for p in files if split in p.stem]
-    return _from_files(in_split or files, split, name)
+    # A hub snapshot holds the same rows twice (parquet and json lines) and sometimes other data
+    # beside the benchmark (EmbSpatial's SFT set): parquet first, then the files named for the split
+    # or the benchmark.
+    files = [p for p in files if p.suffix == ".parquet"] or files
+    named = [p for p in files if split in p.stem.lower() or "bench" in p.stem.lower()]
+    return _from_files(named or files, split, name)
 
 
 def _from_files(files: Sequence[Path], split: str, name: str) -> list[dict[str, Any]]:
@@ -168,12 +174,16 @@ def _open(f: Any) -> Image.Image:
 
 
 def parse_literal(value: Any) -> Any:
-    """A nested field that a parquet copy stored as JSON text, parsed; anything else as it is."""
+    """A nested field that a parquet copy stored as text (JSON, or a Python literal with single
+    quotes, as SpatialRGPT-Bench's parquet copy does), parsed; anything else as it is."""
     if isinstance(value, str) and value[:1] in "[{":
         try:
             return json.loads(value)
         except json.JSONDecodeError:
-            return value
+            try:
+                return ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                return value
     return value
 
 
@@ -386,17 +396,20 @@ def metres_in(text: str) -> float | None:
     a row added ("5 feet 3 inches"); without any unit, the first number, taken as metres (numbers in
     brackets, "Region [0]", are names); None if there is no number.
 
-    >>> [metres_in(s) for s in ("1.5 meters", "about 20 cm", "5 feet 3 inches", "0.72", "no idea")]
-    [1.5, 0.2, 1.6002, 0.72, None]
+    >>> [metres_in(s) for s in ("1.5 meters", "about 20 cm", "5 feet 3 inches", "0.72", "1 m and 2 m", "no idea")]
+    [1.5, 0.2, 1.6002, 0.72, 1.0, None]
     """
     found = list(_LENGTH.finditer(text))
     with_unit = [k for k, m in enumerate(found) if m.group(2)]
     if not with_unit:
         return float(found[0].group(1)) if found else None
     start = with_unit[0]
-    total = 0.0
+    total, last_unit = 0.0, math.inf
     for k, m in enumerate(found[start:], start):
-        if k > start and (not m.group(2) or text[found[k - 1].end() : m.start()].strip(" ,and") != ""):
+        unit = UNITS_M[m.group(2).lower()] if m.group(2) else None
+        # a compound length goes down in units ("5 feet 3 inches"); "1 m and 2 m" is a range, not a sum
+        if k > start and (unit is None or unit >= last_unit or text[found[k - 1].end() : m.start()].strip(" ,and")):
             break
-        total += float(m.group(1)) * UNITS_M[m.group(2).lower()]
+        total += float(m.group(1)) * unit
+        last_unit = unit
     return round(total, 6)

@@ -34,6 +34,8 @@ RELATIONS = ("left", "right", "above", "under", "close", "far")
 
 def items(records: list[dict[str, Any]], regions: bool = False) -> Iterator[dict[str, Any]]:
     common.check_columns(records, REQUIRED, NAME)
+    if regions and not any(common.parse_literal(r.get("objects")) for r in records):
+        raise common.BenchmarkError(f"{NAME}: the region version needs the records' 'objects' (boxes); this copy has none")
     for k, rec in enumerate(records):
         what = f"{NAME} record {k} (question_id {rec['question_id']!r})"
         image_value = rec.get("image", rec.get("image_base64"))
@@ -58,7 +60,10 @@ def items(records: list[dict[str, Any]], regions: bool = False) -> Iterator[dict
             named = []
             for j, (obj, label) in enumerate(zip(objects, common.REGION_LABELS)):
                 x, y, w, h = (float(v) for v in obj["bbox"])
-                box = common.check_box([x, y, x + w, y + h], image.size, f"{what} object {j}")
+                # the paper checks only x + w; a box past the bottom edge is cut to the image
+                box = [max(x, 0.0), max(y, 0.0), min(x + max(w, 1.0), image.width), min(y + max(h, 1.0), image.height)]
+                if not (box[0] < box[2] and box[1] < box[3]):
+                    raise common.BenchmarkError(f"{what} object {j}: box {obj['bbox']!r} lies outside the image")
                 regs.append({"label": label, "kind": "box", "bbox_2d": box})
                 named.append(f"{obj['name']} ({label} {REGION_TOKEN})")
             question += "\nRelevant objects: " + ", ".join(named) + "."

@@ -61,6 +61,10 @@ NUMERIC = LOW
 CAMERA_ACTION = ("view_change_infer",)
 """Answered with `move_right:0.4,...,rotate_up:5`: the official VCI metric."""
 TASKS = LOW + MIDDLE + HIGH
+CAMERA_INSTRUCTION = ("Answer with the camera motion as comma-separated key:value pairs, "
+                      "e.g. move_right:0.4,move_forward:2.4,rotate_right:60.")
+"""Appended to a camera-move question that does not spell its format out: the workbench's system
+prompt asks for a letter or a number, which this task's rule cannot read."""
 
 
 def level_of(task: str) -> str:
@@ -94,13 +98,15 @@ def items(records: list[dict[str, Any]], regions: str | Path | None = None) -> I
         else:
             answer_type = "choice"
             n = len(choices) or 4
-            if answer.upper() not in common.LETTERS[:n]:
+            if len(answer) != 1 or answer.upper() not in common.LETTERS[:n]:
                 raise common.BenchmarkError(
                     f"{what}: answer {answer!r} is not an option letter A-{common.LETTERS[n - 1]}"
                 )
             answer = answer.upper()
         if not choices:
             question = str(rec["question"])  # options (if any) stay in the text, as SPAR writes them
+        if answer_type == "text" and "move_" not in question:
+            question += "\n" + CAMERA_INSTRUCTION
         regs: list[dict[str, Any]] = []
         prompt = extra.get(str(rec["id"]))
         if prompt and len(images) == 1 and prompt.get("bbox"):

@@ -14,6 +14,7 @@ as the official judge prompt converts them); direction and qualitative answers s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,14 @@ def items(records: list[dict[str, Any]], image_root: str | Path | None = None) -
             regions = [{"label": lab, "kind": "box", "bbox_2d": box} for lab, box in zip(labels, boxes)]
             if category in QUANTITATIVE:
                 metres = common.metres_in(gold)
+                if metres is None and re.search(r"\bno (vertical |horizontal )?distance\b", gold, re.I):
+                    metres = 0.0
                 if metres is None:
-                    raise common.BenchmarkError(
-                        f"{what} turn {t}: no length in the reference answer {gold!r}"
-                    )
-                answer_type, answer = "number", f"{metres:.3f}"
+                    raise common.BenchmarkError(f"{what} turn {t}: no length in the reference answer {gold!r}")
+                answer_type, answer = "number", repr(float(metres))
             else:
                 answer_type, answer = "text", gold
+                text += "\n" + instruction(category)
             yield {
                 "id": f"{NAME}/{rec['id']}" + (f"/{t}" if len(turns) > 2 else ""),
                 "benchmark": NAME,
@@ -94,6 +96,16 @@ def items(records: list[dict[str, Any]], image_root: str | Path | None = None) -
                 "official_answer": gold,
                 "regions": regions,
             }
+
+
+def instruction(category: str) -> str:
+    """What a text answer should look like, appended to the question: the workbench's system prompt
+    asks for an option letter or a number, which these categories' rules cannot read."""
+    if category == DIRECTION:
+        return "Answer with a clock direction, e.g. 3 o'clock."
+    if "choice" in category:
+        return "Answer with the label of the region."
+    return "Answer yes or no."
 
 
 def _region_boxes(rec: dict[str, Any], size: tuple[int, int], what: str) -> list[list[float]]:
