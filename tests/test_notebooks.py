@@ -14,12 +14,17 @@ import pytest
 from workbench.run import STAGES
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+ALL_NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+STUDY_NOTEBOOKS = ("07_claims.ipynb",)
+"""Numbered notebooks outside `workbench run`: the claims study (hours of runs; tests/test_study.py
+executes it on a smoke study)."""
+NOTEBOOKS = [nb for nb in ALL_NOTEBOOKS if nb.name not in STUDY_NOTEBOOKS]
 
 
 def test_every_notebook_is_a_stage_and_stripped():
     assert [nb.name for nb in NOTEBOOKS] == [notebook for _, notebook in STAGES]
-    for nb in NOTEBOOKS:
+    assert [nb.name for nb in ALL_NOTEBOOKS] == [notebook for _, notebook in STAGES] + list(STUDY_NOTEBOOKS)
+    for nb in ALL_NOTEBOOKS:
         cells = json.loads(nb.read_text())["cells"]
         title = "".join(cells[0]["source"]).splitlines()[0]
         assert title.startswith(f"# {nb.name[:2]} · "), f"{nb.name}: its title is numbered {title!r}"
@@ -29,6 +34,9 @@ def test_every_notebook_is_a_stage_and_stripped():
         assert len(tagged) == 1, f"{nb.name} needs exactly one cell tagged 'parameters'"
         assert code.index(tagged[0]) == 0, f"{nb.name}: the parameters cell must be the first code cell"
         source = "".join(tagged[0]["source"])
+        if nb.name in STUDY_NOTEBOOKS:
+            assert 'preset = "smoke"' in source and "seeds =" in source and "out =" in source, nb.name
+            continue
         for name in ("profile", "run_dir", "seed", "model"):
             assert f"{name} =" in source, f"{nb.name}: parameters cell lacks {name!r}"
         assert 'profile = "smoke"' in source, f"{nb.name}: parameter defaults must be the smoke profile"

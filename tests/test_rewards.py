@@ -579,3 +579,16 @@ def test_adversarial_100kb_strings_are_fast(name):
     # A safety bound for pathological input, not a performance target (those live in benchmarks/);
     # CPU time, so a busy machine does not make it flaky. Backtracking regexes take minutes here.
     assert time.process_time() - start < 1.0, name
+
+
+def test_the_detection_reward_can_be_left_out():
+    """The claims study's ablation: DTR rows scored as rows without centers (accuracy 0.8, format 0.2)."""
+    dtr = '<detect><3d_box center="3,0,1">cube (red box)</3d_box></detect><think>t</think><answer>B</answer>'
+    off = rewards.RewardSettings(detect_reward=False)
+    assert rewards.score(dtr, "B", {"red box": [0, 0, 1]}, path="dtr", settings=off) == {
+        "overall": 1.0, "format": 1.0, "accuracy": 1.0}
+    assert rewards.score(dtr, "B", {"red box": [0, 0, 1]}, path="dtr")["overall"] == pytest.approx(0.9)
+    funcs, weights = rewards.reward_funcs("joint", off)
+    assert [f.__name__ for f in funcs] == ["accuracy", "format"] and weights == [1.0, 1.0]
+    totals = [sum(f([dtr], answer=["B"], path=["dtr"], centers=['{"red box": [0, 0, 1]}'])[0] for f in funcs)]
+    assert totals == [1.0]

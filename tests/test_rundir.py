@@ -25,6 +25,9 @@ def ours(path):
         ({"notes.txt": "mine"}, False, False, "run", "is not a SFT run; refusing"),
         ({"notes.txt": "mine"}, False, True, "run", "is not a SFT run; refusing"),  # never deletes what is not ours
         ({"README.md": "mine"}, True, False, "run", "is not a SFT run; refusing"),  # nor resumes into it
+        ({".settings.json.k2j4x9.tmp": "{"}, False, False, "run", "ok"),  # killed in its first atomic write
+        ({".settings.json.k2j4x9.tmp": "{", "notes.txt": "mine"}, False, False, "run", "is not a SFT run"),
+        ({".hidden.tmp": "mine"}, False, False, "run", "is not a SFT run"),  # not an atomic write's name
     ],
 )
 def test_check_output_dir_rules(tmp_path, content, resume, overwrite, noun, expect):

@@ -19,6 +19,7 @@ COMMANDS = {
     "grpo": ("workbench.train.grpo", "GRPO reinforcement learning (notebook 04)"),
     "eval": ("workbench.eval.evaluate", "evaluate models per path, split and category (notebook 05)"),
     "bench": ("workbench.eval.bench", "evaluate a model on a public spatial benchmark with its official scoring"),
+    "study": ("workbench.study", "the claims study over seeds (resumable) and its results page (notebook 07)"),
     "run": ("workbench.run", "run notebooks 01-06 headlessly with papermill (the main job)"),
     "demo": ("workbench.demo.app", "serve the Gradio LOR-vs-DTR demo"),
     "ship": ("workbench.model.shipped", "copy a trained built-in model into the package as the shipped model"),

@@ -142,6 +142,13 @@ def check_output_dir(out: str | os.PathLike, what: str, is_ours: Callable[[Path]
         raise FileExistsError(f"{what} output {str(out)!r} exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
         return
+    entries = list(out.iterdir())
+    if all(is_temp_leftover(p) for p in entries):
+        # a stage killed inside its first atomic write leaves only that write's temp file: nothing
+        # of value, and ours by its name, so the folder counts as empty
+        for p in entries:
+            p.unlink()
+        return
     if not is_ours(out):  # also with `resume`: a folder of someone else's files is never written into
         raise FileExistsError(f"output folder {str(out)!r} exists and is not {_a(what)}; refusing to write into it")
     if resume:
@@ -152,6 +159,13 @@ def check_output_dir(out: str | os.PathLike, what: str, is_ours: Callable[[Path]
         return
     hint = "pass --resume to continue it or --overwrite to start over" if noun == "run" else "pass --overwrite to replace it"
     raise FileExistsError(f"output folder {str(out)!r} already holds {_a(noun)} ({hint})")
+
+
+def is_temp_leftover(path: Path) -> bool:
+    """Whether `path` is the temp file of an atomic write that was killed (`io.write_text`:
+    `.{name}.XXXXXXXX.tmp`)."""
+    name = path.name
+    return path.is_file() and name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
 
 
 def _a(noun: str) -> str:

@@ -80,6 +80,9 @@ class RewardSettings:
     detect_denominator: str = "predicted"
     """`predicted`: divide by the number of distinct predicted texts (SPEC); `max`: by max(that, number of
     ground-truth labels), so that missing an object costs reward (recall-aware variant)."""
+    detect_reward: bool = True
+    """False: DTR rows are scored without the detection reward, as a row without centers (accuracy
+    0.8, format 0.2): the ablation of the paper's discrete center reward (issue #23)."""
 
     def __post_init__(self):
         if self.center_reward not in ("step", "exp"):
@@ -417,6 +420,8 @@ def _components(completion, answer, centers, path, answer_type, settings):
     """(components, weights) of one row; both dicts share keys and order."""
     kind, truth = _ground_truth(answer, answer_type)
     truth_centers = _ground_centers(centers) if _check_path(path) == "dtr" else {}
+    if settings is not None and not settings.detect_reward:
+        truth_centers = {}
     weights = component_weights(path, bool(truth_centers))
     text = completion_text(completion)
     if text is None:
@@ -560,12 +565,14 @@ def reward_funcs(path_mode: str = "joint", settings: RewardSettings | None = Non
     """(reward functions, weights) for `GRPOTrainer(reward_funcs=..., args=GRPOConfig(reward_weights=...))`.
 
     The functions are weighted per row (see `RewardFunc`), so the weights are all 1.0 and TRL's
-    weighted sum equals `score(...)["overall"]` on every row. `path_mode="lor"` has no detect.
+    weighted sum equals `score(...)["overall"]` on every row. `path_mode="lor"` has no detect, nor
+    has `settings.detect_reward=False`.
 
     >>> funcs, weights = reward_funcs("joint")
     >>> [f.__name__ for f in funcs], weights
     (['accuracy', 'format', 'detect'], [1.0, 1.0, 1.0])
     """
-    names = ("accuracy", "format") if path_mode == "lor" else ("accuracy", "format", "detect")
+    detect = path_mode != "lor" and (settings is None or settings.detect_reward)
+    names = ("accuracy", "format", "detect") if detect else ("accuracy", "format")
     funcs = [RewardFunc(name, path_mode, settings, weighted=True) for name in names]
     return funcs, [1.0] * len(funcs)

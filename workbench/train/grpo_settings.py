@@ -76,6 +76,8 @@ class GRPOSettings:
     """Detection reward variant (`rewards.RewardSettings`): `step` (SPEC) or `exp`."""
     detect_denominator: str = "predicted"
     """Detection reward denominator (`rewards.RewardSettings`): `predicted` (SPEC) or `max` (recall-aware)."""
+    detect_reward: bool = True
+    """Reward DTR's detected centers (the paper's discrete center reward); False: accuracy and format only."""
     use_lora: bool | None = None
     """Train LoRA adapters (PEFT). None: LoRA for real pretrained VLMs, full fine-tuning for the built-in model."""
     lora_r: int = 16
@@ -191,5 +193,6 @@ class GRPOSettings:
 
     def reward_settings(self):
         return rewards_mod.RewardSettings(
-            center_reward=self.center_reward, detect_denominator=self.detect_denominator
+            center_reward=self.center_reward, detect_denominator=self.detect_denominator,
+            detect_reward=self.detect_reward,
         )
