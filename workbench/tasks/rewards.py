@@ -402,6 +402,12 @@ def _accuracy(text: str, kind: str, truth: Any) -> float:
     return round(value, 2)
 
 
+def detect_score(completion: str, truth: Mapping[str, Sequence[float]], settings: RewardSettings | None = None) -> float:
+    """The SPEC detect reward of a completion against centers {label: [x, y, z]} (multi-view
+    rules call it with the centers of the frame a completion names: `tasks.multiview`)."""
+    return _detect(normalize(completion), truth, settings or RewardSettings())
+
+
 def _detect(text: str, truth: Mapping[str, Sequence[float]], settings: RewardSettings) -> float:
     predicted = _predictions(text)
     if not predicted:  # no box, or a center that fails to parse
