@@ -38,6 +38,8 @@ def exact(frame: int) -> list[tuple[str, str]]:
     (completion("2", exact(2)), 1, 0.0, 0.0),             # naming another frame than the required one
     ("<detect>Find 2 relevant objects:</detect><think>t</think><answer>C</answer>", None, 0.0, 0.0),
     (completion("x", exact(1)), None, 0.0, 0.0),
+    (completion("²", exact(1)), None, 0.0, 0.0),          # a digit to str.isdigit, not a frame number
+    (completion("٣", exact(3)), None, 0.0, 0.0),          # nor an Arabic-Indic three
     ("", None, 0.0, 0.0),
 ])
 def test_the_frame_rule_and_the_released_flaws(text, required, fixed, released):

@@ -30,11 +30,11 @@ from collections.abc import Mapping, Sequence
 from workbench.tasks import rewards
 
 FRAME_PREFIX = "<detect>After aligning to the reference frame "
-_FRAME = re.compile(re.escape(FRAME_PREFIX) + r"(\d{1,6})\b")
+_FRAME = re.compile(re.escape(FRAME_PREFIX) + r"([0-9]{1,6})(?![0-9])")
 CAMERA_KEYS = ("move_right", "move_left", "move_up", "move_down", "move_forward", "move_backward",
                "rotate_right", "rotate_left", "rotate_up", "rotate_down")
 _MOVE = re.compile(r"(?<!\w)(" + "|".join(CAMERA_KEYS) + r"):([-+]?\d*\.?\d+)")
-"""A key of `CAMERA_KEYS` and its value. The released code takes any `\w+` key, which backtracks
+r"""A key of `CAMERA_KEYS` and its value. The released code takes any `\w+` key, which backtracks
 quadratically on a long word; only these keys ever occur in a ground truth, so the scores agree."""
 
 
@@ -49,7 +49,7 @@ def reference_frame(completion: str, released: bool = False) -> int | None:
     text = rewards.normalize(completion)
     if released:  # one character at a fixed offset
         char = text[len(FRAME_PREFIX) : len(FRAME_PREFIX) + 1] if text.startswith(FRAME_PREFIX) else ""
-        return int(char) if char.isdigit() else None
+        return int(char) if char and char in "0123456789" else None  # "²".isdigit(), but not a frame
     m = _FRAME.match(text)
     return int(m.group(1)) if m else None
 
