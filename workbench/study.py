@@ -8,8 +8,9 @@ Per seed the study trains and evaluates (`plan`), sharing what can be shared: on
 base model; four cold starts (`blend`, `lor_only`, `dtr_only`, `cot_only`); five RL runs (`joint`
 from the blend, `lor_only` / `dtr_only` on their own path from their own SFT, `cot_only` joint from
 the chain-of-thought-only cold start, `no_detect`: joint without the detection reward); each RL
-model evaluated on both paths and `auto`, on `test` and `test_ood`; one evaluation of the chance,
-oracle and blank-image baselines. Which comparison tests which claim:
+model evaluated on both paths and `auto`, on `test` and `test_ood`; the chance, oracle and
+blank-image baselines beside the `joint` model, in its evaluation (the blank image is that model's).
+Which comparison tests which claim:
 
 1. one model, both paths (`joint`): DTR against LOR per category (DTR should win on region
    numeric categories, LOR hold its own on general ones);
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -60,6 +60,10 @@ CLAIMS = {
 }
 RUN_CLAIMS = {"joint": ("1", "2", "3", "4", "detect"), "lor_only": ("2", "4"), "dtr_only": ("2", "4"),
               "cot_only": ("3",), "no_detect": ("detect",), "baselines": ("1", "2", "3", "4", "detect")}
+BASELINES = ("chance", "oracle", "language_prior")
+BASELINE_RUN = "joint"
+"""The baselines are evaluated with this run's model (the blank image is that model's) and reported
+as run `baselines`."""
 PAIRS = [("2", "joint", "lor_only", "lor"), ("2", "joint", "dtr_only", "dtr"), ("3", "joint", "cot_only", "auto"),
          ("detect", "joint", "no_detect", "dtr")]
 """Paired comparisons (claim, run A, run B, path): the same questions, so McNemar's exact test."""
@@ -148,12 +152,10 @@ def _seed_units(settings: StudySettings, root: Path, seed: int) -> list[Unit]:
         d, start = root / "grpo" / name, root / "sft" / spec["sft"]
         units.append(Unit(seed, "grpo", name, d, finished_model(d),
                           lambda d=d, st=start, sp=spec: _grpo(settings, data_dir, st, d, seed, sp)))
-    for name in (*RL_RUNS, "baselines"):
+    for name in RL_RUNS:
         d = root / "eval" / name
-        run = "joint" if name == "baselines" else name  # the blank-image baseline is the joint model's
         units.append(Unit(seed, "eval", name, d, lambda d=d: (d / "metrics.json").is_file(),
-                          lambda d=d, r=run, b=name == "baselines":
-                          _eval(settings, data_dir, {r: root / "grpo" / r}, d, seed, b)))
+                          lambda d=d, r=name: _eval(settings, data_dir, r, root / "grpo" / r, d, seed)))
     return units
 
 
@@ -185,19 +187,12 @@ def _grpo(settings: StudySettings, data_dir: Path, start: Path, out: Path, seed:
     grpo.train_grpo(start, data_dir, out, s, resume="auto")
 
 
-def _eval(settings: StudySettings, data_dir: Path, models: Mapping[str, Path], out: Path, seed: int,
-          baselines: bool) -> None:
+def _eval(settings: StudySettings, data_dir: Path, run: str, model: Path, out: Path, seed: int) -> None:
     from workbench.eval import evaluate as E
 
     s = E.EvalSettings.from_profile(settings.profile, seed=seed, splits=SPLITS, paths=("lor", "dtr", "auto"),
-                                    baselines=("chance", "oracle", "language_prior") if baselines else (),
-                                    **settings.eval)
-    E.evaluate({k: str(v) for k, v in models.items()}, data_dir, out, s, progress=False, overwrite=True)
-    if baselines:  # keep only the baselines: the model's own rows are the `joint` evaluation's
-        from workbench.eval import metrics
-
-        preds = [p for p in metrics.read_predictions(out) if p["model"] != "joint"]
-        metrics.write_results(out, preds, metrics.aggregate(preds))
+                                    baselines=BASELINES if run == BASELINE_RUN else (), **settings.eval)
+    E.evaluate({run: str(model)}, data_dir, out, s, progress=False, overwrite=True)
 
 
 def run_study(settings: StudySettings, out: str | Path, results: str | Path | None = None,
@@ -233,16 +228,6 @@ def _row(claim: str, run: str, seed: int, model: str, path: str, split: str, cat
             "category": category, "metric": metric, "value": value}
 
 
-def mcnemar_p(fixed: int, broken: int) -> float:
-    """Two-sided exact McNemar p-value: the smaller of the two discordant counts under Binomial(n, 1/2)."""
-    n = fixed + broken
-    if n == 0:
-        return 1.0
-    k = min(fixed, broken)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
 def collect(seed_dir: str | Path, seed: int) -> list[dict[str, Any]]:
     """The flat rows of one seed's finished units: evaluation metrics per run, path, split and
     category; RL stability from the training logs; paired tests of `PAIRS`."""
@@ -250,13 +235,14 @@ def collect(seed_dir: str | Path, seed: int) -> list[dict[str, Any]]:
 
     seed_dir = Path(seed_dir)
     rows: list[dict[str, Any]] = []
-    for name in (*RL_RUNS, "baselines"):
+    for name in RL_RUNS:
         file = seed_dir / "eval" / name / metrics.METRICS_FILE
         if not file.is_file():
             continue
         for m in metrics.read_metrics(file):
-            for claim in RUN_CLAIMS[name]:
-                rows += [_row(claim, name, seed, m["model"], m["path"], m["split"], m["category"], k, m[k])
+            run = "baselines" if m["model"] in BASELINES else name
+            for claim in RUN_CLAIMS[run]:
+                rows += [_row(claim, run, seed, m["model"], m["path"], m["split"], m["category"], k, m[k])
                          for k in METRICS if m.get(k) is not None]
     for name in RL_RUNS:
         history = seed_dir / "grpo" / name / "log_history.json"
@@ -272,11 +258,19 @@ def collect(seed_dir: str | Path, seed: int) -> list[dict[str, Any]]:
                  "kept_groups": statistics.fmean(h.get("dynamic_sampling/kept_group_fraction", 1.0) for h in steps)}
         for claim in RUN_CLAIMS[name]:
             rows += [_row(claim, name, seed, name, "train", "train", "all", k, v) for k, v in stats.items()]
+    read: dict[Path, list[dict[str, Any]]] = {}
+
+    def predictions(file: Path) -> list[dict[str, Any]]:  # `joint` is in several pairs: read it once
+        if file not in read:
+            read[file] = metrics.read_predictions(file)
+        return read[file]
+
     for claim, a, b, path in PAIRS:
         pa, pb = (seed_dir / "eval" / r / metrics.PREDICTIONS_FILE for r in (a, b))
         if not (pa.is_file() and pb.is_file()):
             continue
-        right = {r: {(p["id"], p["split"]): bool(p["correct"]) for p in metrics.read_predictions(f) if p["path"] == path}
+        right = {r: {(p["id"], p["split"]): bool(p["correct"]) for p in predictions(f)
+                    if p["path"] == path and p["model"] == r}
                  for r, f in ((a, pa), (b, pb))}
         for split in SPLITS:
             keys = sorted(k for k in right[a] if k[1] == split and k in right[b])
@@ -285,7 +279,7 @@ def collect(seed_dir: str | Path, seed: int) -> list[dict[str, Any]]:
             run = f"{a} vs {b}"
             rows += [_row(claim, run, seed, run, path, split, "all", k, v) for k, v in
                      (("a_right_b_wrong", fixed), ("b_right_a_wrong", broken), ("questions", len(keys)),
-                      ("mcnemar_p", mcnemar_p(fixed, broken)))]
+                      ("mcnemar_p", metrics.mcnemar_p(fixed, broken)))]
     return rows
 
 
@@ -338,37 +332,32 @@ def _verdict(diffs: Sequence[float], better: str, p_values: Sequence[float] = ()
     return f"{word}: the difference is {mean:+.3f} on average, in the claimed direction in {wins} of {len(diffs)} seeds"
 
 
+def _where(run: str, metric: str, path: str | None = None, split: str = "test", model: str = "") -> dict[str, str]:
+    """A row filter of `COMPARISONS`: one run's model (`model`: another model of that run, e.g. a
+    baseline) on one metric; with `path`, its overall figure on that path and split."""
+    where = {"run": run, "model": model or run, "metric": metric}
+    return where if path is None else {**where, "path": path, "split": split, "category": "all"}
+
+
 COMPARISONS: dict[str, list[tuple[str, dict, dict, str]]] = {
     "1": [("DTR - LOR, number MRA on region categories (test)",
-           dict(run="joint", model="joint", path="dtr", split="test", category="all", metric="number_mra"),
-           dict(run="joint", model="joint", path="lor", split="test", category="all", metric="number_mra"), "higher")],
+           _where("joint", "number_mra", "dtr"), _where("joint", "number_mra", "lor"), "higher")],
     "2": [("joint - LOR-only RL, choice accuracy on LOR (test)",
-           dict(run="joint", model="joint", path="lor", split="test", category="all", metric="choice_accuracy"),
-           dict(run="lor_only", model="lor_only", path="lor", split="test", category="all", metric="choice_accuracy"),
-           "higher"),
+           _where("joint", "choice_accuracy", "lor"), _where("lor_only", "choice_accuracy", "lor"), "higher"),
           ("joint - DTR-only RL, choice accuracy on DTR (test)",
-           dict(run="joint", model="joint", path="dtr", split="test", category="all", metric="choice_accuracy"),
-           dict(run="dtr_only", model="dtr_only", path="dtr", split="test", category="all", metric="choice_accuracy"),
-           "higher")],
+           _where("joint", "choice_accuracy", "dtr"), _where("dtr_only", "choice_accuracy", "dtr"), "higher")],
     "3": [("blend - CoT-only cold start, choice accuracy on auto (test)",
-           dict(run="joint", model="joint", path="auto", split="test", category="all", metric="choice_accuracy"),
-           dict(run="cot_only", model="cot_only", path="auto", split="test", category="all", metric="choice_accuracy"),
-           "higher"),
+           _where("joint", "choice_accuracy", "auto"), _where("cot_only", "choice_accuracy", "auto"), "higher"),
           ("blend - CoT-only cold start, spread of the RL reward over steps",
-           dict(run="joint", model="joint", metric="reward_step_sd"),
-           dict(run="cot_only", model="cot_only", metric="reward_step_sd"), "lower")],
+           _where("joint", "reward_step_sd"), _where("cot_only", "reward_step_sd"), "lower")],
     "4": [("test_ood - test, choice accuracy on auto (joint)",
-           dict(run="joint", model="joint", path="auto", split="test_ood", category="all", metric="choice_accuracy"),
-           dict(run="joint", model="joint", path="auto", split="test", category="all", metric="choice_accuracy"),
+           _where("joint", "choice_accuracy", "auto", "test_ood"), _where("joint", "choice_accuracy", "auto"),
            "higher"),
           ("DTR-only RL asked on LOR - chance, choice accuracy (test)",
-           dict(run="dtr_only", model="dtr_only", path="lor", split="test", category="all", metric="choice_accuracy"),
-           dict(run="baselines", model="chance", path="lor", split="test", category="all", metric="choice_accuracy"),
+           _where("dtr_only", "choice_accuracy", "lor"), _where("baselines", "choice_accuracy", "lor", model="chance"),
            "higher")],
     "detect": [("with - without the detection reward, DTR center error in m (test)",
-                dict(run="joint", model="joint", path="dtr", split="test", category="all", metric="center_error_m"),
-                dict(run="no_detect", model="no_detect", path="dtr", split="test", category="all",
-                     metric="center_error_m"), "lower")],
+                _where("joint", "center_error_m", "dtr"), _where("no_detect", "center_error_m", "dtr"), "lower")],
 }
 """Per claim: (what, row filter A, row filter B, which way the claim says A - B goes)."""
 

@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--rows", type=int, default=400)
     args = parser.parse_args()
-    from workbench.study import mcnemar_p
+    from workbench.eval.metrics import mcnemar_p
     from workbench.train import base
     from workbench.train.examples import load_splits
 

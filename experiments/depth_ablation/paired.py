@@ -12,23 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
 
-
-def mcnemar_p(fixed: int, broken: int) -> float:
-    """Exact two-sided McNemar p: the binomial(n, 1/2) probability of a split at least this uneven.
-
-    >>> round(mcnemar_p(52, 25), 4), mcnemar_p(0, 0)
-    (0.0028, 1.0)
-    """
-    n = fixed + broken
-    if n == 0:
-        return 1.0
-    k = min(fixed, broken)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
+from workbench.eval.metrics import mcnemar_p
 
 
 def load(folder: str | Path, model: str) -> dict[tuple, dict]:

@@ -195,6 +195,15 @@ def check_inside(regions: list[dict[str, Any]], width: int, height: int) -> None
                 raise ValueError(f"region {reg['label']!r} point {reg['point']} is outside the {width}x{height} image")
 
 
+def scale_image(image: Image.Image, image_size: int | None) -> tuple[Image.Image, float]:
+    """(`image` scaled so its longer side is `image_size`, the scale); None or the size it has keeps it."""
+    if not image_size or max(image.size) == image_size:
+        return image, 1.0
+    scale = image_size / max(image.size)
+    size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
+    return image.resize(size, Image.BICUBIC), scale
+
+
 def place_regions(regions: list[dict[str, Any]], scale: float, width: int, height: int) -> None:
     """Regions given in pixels of an image, moved in place onto that image scaled by `scale` to
     `width` x `height`: boxes to whole pixels (never empty), points to a pixel with the square of
@@ -245,10 +254,7 @@ def make_row(
             f"write each region as its label followed by {REGION_TOKEN}, e.g. 'the red box {REGION_TOKEN}'"
         )
 
-    scale = 1.0
-    if image_size and max(image.size) != image_size:
-        scale = image_size / max(image.size)
-        image = image.resize((max(8, round(image.width * scale)), max(8, round(image.height * scale))), Image.BICUBIC)
+    image, scale = scale_image(image, image_size)
     w, h = image.size
     if z is not None and z.shape != (h, w):  # nearest: never blends a depth edge into a false surface
         sx, sy = w / z.shape[1], h / z.shape[0]

@@ -109,11 +109,8 @@ def run_benchmark(
         seed=settings.seed,
     )
     t0 = time.time()
-    if isinstance(model, tuple):
-        (loaded, processor), label = model, "model"
-    else:
-        loaded, processor = M.load(model, device=settings.device or _device())
-        label = evaluate.model_label(model)
+    loaded, processor = evaluate._load(model, settings)
+    label = "model" if isinstance(model, tuple) else evaluate.model_label(model)
     size = settings.image_size or M.image_size_of(processor)
     rows = [benchmarks.model_row(item, size) for item in items]
     paths = [p for p in metrics.PATH_ORDER if p in settings.paths]
@@ -143,12 +140,6 @@ def run_benchmark(
 def write(out: str | Path, scored: list[dict], table: list[dict], summary: list[dict]) -> None:
     metrics.write_results(out, scored, table)
     io.write_json(Path(out) / official.SUMMARY_FILE, summary)
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ----------------------------------------------------------------------------- CLI

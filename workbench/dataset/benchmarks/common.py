@@ -302,21 +302,10 @@ def model_row(item: Mapping[str, Any], image_size: int | None) -> dict[str, Any]
     """The row the model is asked (the data contract's columns): images scaled so their longer side
     is `image_size` (None keeps them), the regions scaled with the first image and their marks drawn
     in, path `dtr` when there are regions, else `lor` (the paper's rule)."""
-    images = [img.convert("RGB") for img in item["images"]]
-    if not images:
+    if not item["images"]:
         raise BenchmarkError(f"{item['id']}: no image")
-    scale = 1.0
-    if image_size:
-        scaled = []
-        for img in images:
-            s = image_size / max(img.size)
-            scaled.append(
-                img
-                if s == 1
-                else img.resize((max(8, round(img.width * s)), max(8, round(img.height * s))), Image.BICUBIC)
-            )
-        scale = image_size / max(images[0].size)
-        images = scaled
+    scaled = [freeform.scale_image(img.convert("RGB"), image_size) for img in item["images"]]
+    images, scale = [img for img, _ in scaled], scaled[0][1]
     regions = [dict(r) for r in item.get("regions") or []]
     if regions:
         if len(images) > 1:

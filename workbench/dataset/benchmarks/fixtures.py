@@ -162,7 +162,6 @@ def write_fixture(name: str, folder: str | Path, n: int = 4, seed: int = 0) -> P
                     rows, (len(rows["idx"]), kind, task, img, q, choices, f"({letter})", prompt, source)
                 ):
                     rows[key].append(value)
-        (folder / "test_2d.parquet").parent.mkdir(exist_ok=True)
         Dataset.from_dict(
             rows,
             features=Features(
