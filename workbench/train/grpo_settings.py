@@ -145,12 +145,17 @@ class GRPOSettings:
             # The paper's temperature 1.0 and a 2e-4 learning rate broke the 3M-parameter model's DTR
             # format in sampling and drifted away from the SFT policy (KL 0.14 after 60 steps, reward
             # falling); 0.7 and 5e-5 keep the format and stay near it (KL 0.007). `gpu` keeps 1.0.
+            # Rewards scaled by the batch's deviation, not each group's: a DTR group whose answers all
+            # agree differs only in its detect reward (~0.02), and per-group scaling made those gaps
+            # advantages of +-1 on every token, the think's included; DTR choice fell 12.5 points
+            # after GRPO with `group` and 3.5 with `batch` (docs/experiments.md, "GRPO and DTR's think")
             "default": dict(
                 per_device_train_batch_size=20,
                 temperature=0.7,
                 learning_rate=5e-5,
                 max_steps=400,
                 save_steps=50,
+                scale_rewards="batch",
             ),
             # one GPU: bigger batches and budgets; a pretrained VLM gets LoRA, vLLM and lr 1e-6
             "gpu": dict(

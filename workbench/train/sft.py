@@ -169,6 +169,8 @@ class SFTSettings:
     """Sequences per copy warm-up step (short and text-only: about a fifth of an image example)."""
     copy_warmup_numbers: float = 0.0
     """Share of the copy warm-up's examples that copy numbers (`copying.NUMBER_TASKS`); 0 = words only."""
+    copy_warmup_learning_rate: float = 0.0
+    """The copy warm-up's learning rate; 0 = `learning_rate`."""
     depth_dropout: float = 0.1
     """Share of the examples trained without depth when the model embeds depth (seeded per example),
     so that an image without depth (an upload) still gets answers."""
@@ -193,19 +195,23 @@ class SFTSettings:
                 copy_warmup_batch_size=8,
             ),
             # the real small run on 2 CPU cores, on the default data (three relations, region
-            # questions, both paths): 3,600 steps of 8 are 1.7 passes over its 16,800 examples,
-            # ~4,800 per relation and path, 18 minutes after the 5-minute copy warm-up (measured:
-            # issue #3). `letter_after` options make the answer letter a copy of the trace's
-            # conclusion. lr 1e-3, not 2e-3: on a left/right probe set it halved the loss gap and
-            # learned the tens digits of positions (teacher-forced 0.54 vs 0.24)
+            # questions, both paths), from the run's base model: 7,200 steps of 8 hold 1.7 passes over
+            # the 16,800 questions and one over their 33,600 region -> 3D center examples (the
+            # grounding blended, as the paper's cold start keeps it), ~41 minutes. At lr 1e-3 without
+            # grounding SFT overwrote the base model's grounding; lr 3e-4 with it blended kept it
+            # (median center error 0.17 / 0.15 / 0.37 m on val / test / test_ood; docs/experiments.md,
+            # "The base stage's length"; issue #19). A fresh model's copy warm-up keeps the rate it was
+            # measured at. `letter_after` options make the answer letter a copy of the trace's conclusion
             "default": dict(
-                max_steps=3600,
+                max_steps=7200,
                 per_device_train_batch_size=8,
-                learning_rate=1e-3,
+                learning_rate=3e-4,
+                grounding=("ground_3d",),
                 logging_steps=25,
                 save_steps=600,
                 eval_samples=96,
                 copy_warmup_steps=COPY_WARMUP_STEPS,
+                copy_warmup_learning_rate=1e-3,
                 option_style="letter_after",
             ),
             # one GPU: more data and steps, or a pretrained VLM with LoRA
@@ -241,6 +247,8 @@ class SFTSettings:
         if self.region_pool not in ("", *REGION_POOLS):
             raise ValueError(f"unknown region_pool {self.region_pool!r}; choose one of {REGION_POOLS} or ''")
         check_steps(self, ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"))
+        if self.copy_warmup_learning_rate < 0:
+            raise ValueError(f"copy_warmup_learning_rate must be >= 0, got {self.copy_warmup_learning_rate!r}")
         if not 0.0 <= self.copy_warmup_numbers <= 1.0:
             raise ValueError(f"copy_warmup_numbers must be in [0, 1], got {self.copy_warmup_numbers!r}")
         if self.copy_warmup_steps < 0 or self.copy_warmup_batch_size < 1:
@@ -511,7 +519,8 @@ def copy_warmup(model, processor, settings: SFTSettings) -> dict[str, Any] | Non
         return None
     prompting = M.prompt_options(model)
     return copying.warm_up(model, processor.tokenizer, settings.copy_warmup_steps,
-                           batch_size=settings.copy_warmup_batch_size, learning_rate=settings.learning_rate,
+                           batch_size=settings.copy_warmup_batch_size,
+                           learning_rate=settings.copy_warmup_learning_rate or settings.learning_rate,
                            seed=settings.seed, system_style=prompting["system"], option_style=prompting["option_style"],
                            numbers=settings.copy_warmup_numbers, log=None if settings.disable_tqdm else _print_copy_log)
 
