@@ -3,6 +3,7 @@ code (fixed by default, reproduced under `released=True`), camera-motion accurac
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -94,3 +95,33 @@ def test_adversarial_100kb_strings_are_fast(text):
     mv.camera_motion_accuracy(text, "move_right:0.4")
     # a safety bound for pathological input (CPU time), as for the single-view rewards
     assert time.process_time() - start < 1.0
+
+
+# ----------------------------------------------------------------------------- through rewards.score
+
+
+def test_score_takes_the_multiview_rules():
+    """`rewards.score` scores a multi-view row's detect block against the frame it names (frame 12
+    included), the released flaws only under `RewardSettings(released_multiview=True)`, and a
+    camera-motion answer by its per-key score."""
+    from workbench.tasks import rewards
+
+    text = completion("12", exact(12), answer="C")
+    truth = json.dumps(TRUTH)
+    fixed = rewards.score(text, "C", TRUTH["12"], "dtr", "choice", frame_centers=truth)
+    assert fixed == {"overall": 1.0, "format": 1.0, "accuracy": 1.0, "detect": 1.0}
+    released = rewards.score(text, "C", TRUTH["12"], "dtr", "choice", rewards.RewardSettings(released_multiview=True),
+                             frame_centers=truth)
+    assert released["detect"] == 0.0 and released["overall"] == pytest.approx(0.9)
+    required = rewards.score(completion("2", exact(2)), "C", TRUTH["2"], "dtr", "choice", frame_centers=truth,
+                             reference_frame=1)
+    assert required["detect"] == 0.0
+    # a single-view row ("{}") scores its boxes against `centers` alone, whatever frame the text names
+    assert rewards.score(completion("3", exact(12)), "C", TRUTH["12"], "dtr", "choice", frame_centers="{}")["detect"] == 1.0
+    motion = "<think>t</think>\n<answer>move_right:0.4,rotate_right:60</answer>"
+    assert rewards.score(motion, "move_right:0.4,rotate_right:60", path="lor", answer_type="motion")["accuracy"] == 1.0
+    assert rewards.score(motion, "move_right:0.4,move_up:1.0", path="lor", answer_type="motion")["accuracy"] == 0.5
+    with pytest.raises(ValueError, match="camera motion 'left' has no key:value pair"):
+        rewards.score(motion, "left", path="lor", answer_type="motion")
+    with pytest.raises(ValueError, match="frame_centers must be"):
+        rewards.score(text, "C", TRUTH["12"], "dtr", "choice", frame_centers="[1, 2]")

@@ -42,6 +42,9 @@ TASKS = ("region_qa", "general_qa", "ground_3d", "ground_2d", "caption")
 """`region_qa`: a question with visual prompts (DTR by default); `general_qa`: objects named by
 unique description (LOR by default); the other three are cold-start blend data only."""
 
+ANSWER_TYPES = ("choice", "number", "text", "motion")
+"""`motion`: a camera-motion answer across views (`move_right:0.4,rotate_right:60`; issue #24)."""
+
 QA_TASKS = ("region_qa", "general_qa")
 """Tasks that are evaluated and used as RL prompts."""
 
@@ -107,8 +110,8 @@ def validate_row(row: Mapping[str, Any]) -> None:
         raise ValueError(f"row {rid!r}: task {row['task']!r} not in {TASKS}")
     if row["path"] not in PATHS:
         raise ValueError(f"row {rid!r}: path {row['path']!r} not in {PATHS}")
-    if row["answer_type"] not in ("choice", "number", "text"):
-        raise ValueError(f"row {rid!r}: answer_type {row['answer_type']!r} is not choice|number|text")
+    if row["answer_type"] not in ANSWER_TYPES:
+        raise ValueError(f"row {rid!r}: answer_type {row['answer_type']!r} is not one of {'|'.join(ANSWER_TYPES)}")
     n_tokens = str(row["question"]).count(REGION_TOKEN)
     if n_tokens != len(row["regions"]):
         raise ValueError(

@@ -2,8 +2,8 @@
 
     workbench data --out DIR [--profile smoke|default|gpu] [--num-scenes N] [--seed S] [--workers W]
 
-One scene gives one rendered view and several rows (`records.scene_records`; `schema.COLUMNS`
-when read). Splits are made of whole scenes: `train`, `val`, `test` from the in-domain generator,
+One scene gives one rendered view (or `views_per_scene`) and several rows (`records.scene_records`;
+`schema.COLUMNS` when read, plus `records.MULTIVIEW_COLUMNS` in a multi-view build). Splits are made of whole scenes: `train`, `val`, `test` from the in-domain generator,
 `test_ood` from the held-out one (shapes, colors, camera ranges, layouts). Each view is stored
 once (`views/`) and the rows name it; `load_dataset_dir` joins them back on read (`views`).
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from workbench import io, rundir, schema
 from workbench.dataset import views
-from workbench.dataset.records import scene_records, scene_rows, split_ranges  # noqa: F401 - scene_rows: public here too
+from workbench.dataset.records import MULTIVIEW_COLUMNS, scene_records, scene_rows, split_ranges  # noqa: F401 - scene_rows: public here too
 from workbench.dataset.settings import DataSettings
 from workbench.settings import PROFILES, add_set_argument, parse_set
 
@@ -55,8 +55,9 @@ killed starts again after its last finished chunk. Part of the bytes' recipe (ar
 batches follow the chunks), so fixed rather than a setting."""
 
 
-def features():
-    """`datasets.Features` of stored rows (`STORED_COLUMNS`)."""
+def features(settings: DataSettings | None = None):
+    """`datasets.Features` of stored rows (`STORED_COLUMNS`, then `MULTIVIEW_COLUMNS` when `settings`
+    render several views of a scene)."""
     import datasets as hf
 
     f64, i32, s = hf.Value("float64"), hf.Value("int32"), hf.Value("string")
@@ -91,6 +92,10 @@ def features():
         "dtr_target": s,
     }
     assert tuple(spec) == STORED_COLUMNS, "features must list STORED_COLUMNS in order"
+    if settings is not None and settings.views_per_scene > 1:
+        spec |= {"views": hf.List(i32), "view_poses": hf.List(hf.List(hf.List(f64))), "region_frames": hf.List(i32),
+                 "frame_centers": s, "reference_frame": i32}
+        assert tuple(spec)[len(STORED_COLUMNS):] == MULTIVIEW_COLUMNS
     return hf.Features(spec)
 
 
@@ -190,12 +195,12 @@ def _build_chunk(settings: DataSettings, stage: Path, chunk: tuple[str, int, int
     jobs = [(settings, split, i) for i in range(a, b)]
     results = pool.imap(_scene_job, jobs, chunksize=2) if pool is not None else map(_scene_job, jobs)
     records, rows = [], []
-    for record, scene in results:
-        records.append(record)
+    for scene_views, scene in results:
+        records.extend(scene_views)
         rows.extend(scene)
         bar.update(1)
     tmp = Path(tempfile.mkdtemp(dir=stage, prefix=f"{_chunk_name(chunk)}.tmp-"))
-    _write_arrow(tmp / "rows.arrow", rows, features())
+    _write_arrow(tmp / "rows.arrow", rows, features(settings))
     _write_arrow(tmp / "views.arrow", records, view_features())
     os.replace(tmp, stage / _chunk_name(chunk))
 
@@ -214,7 +219,7 @@ def _assemble(settings: DataSettings, stage: Path, out: Path) -> None:
                                        split=hf.NamedSplit(split), fingerprint=_fingerprint(settings, f"{split}/{kind}"))
         return hf.DatasetDict(splits)
 
-    rows = concatenated("rows", features())
+    rows = concatenated("rows", features(settings))
     rows.save_to_disk(str(out))
     concatenated("views", view_features()).save_to_disk(str(out / VIEWS_DIR))
     storage = _storage(out, list(rows), sum(len(ds) for ds in rows.values()), settings.num_scenes)
@@ -306,7 +311,7 @@ def data_card(settings: DataSettings, dd, ranges: dict[str, range], storage: dic
         "seed": settings.seed,
         "profile": settings.profile,
         "settings": asdict(settings),
-        "columns": list(schema.COLUMNS),
+        "columns": list(schema.COLUMNS) + (list(MULTIVIEW_COLUMNS) if settings.views_per_scene > 1 else []),
         "splits": counts,
         "versions": _versions(),
     }
@@ -390,6 +395,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of a scene's questions that are general, without regions (profile default)")
     parser.add_argument("--blend-per-scene", type=int, default=None,
                         help="grounding and caption rows per train scene (profile default)")
+    parser.add_argument("--views-per-scene", type=int, default=None,
+                        help="views rendered of each scene, 1-4 (default 1); more give multi-view questions")
+    parser.add_argument("--multiview-questions", type=int, default=None,
+                        help="questions per scene across its views (needs --views-per-scene >= 2; default 0)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes; 0 = all cores")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -401,7 +410,7 @@ def cli(args: argparse.Namespace) -> int:
     overrides |= {
         k: getattr(args, k)
         for k in ("num_scenes", "seed", "image_size", "questions_per_scene", "trace_style", "categories",
-                  "general_fraction", "blend_per_scene")
+                  "general_fraction", "blend_per_scene", "views_per_scene", "multiview_questions")
         if getattr(args, k) is not None
     }
     settings = DataSettings.from_profile(args.profile, **overrides)

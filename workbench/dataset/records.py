@@ -9,6 +9,7 @@ from `SeedSequence([seed, scene_index])`. `build` turns scenes into a dataset fo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -45,15 +46,21 @@ def _geometry_round(x: float, digits: int) -> float:
     return 0.0 if v == 0 else v  # no -0.0: bytes must not depend on the sign of zero
 
 
-def scene_records(settings: DataSettings, split: str, index: int) -> tuple[dict, list[dict]]:
-    """Scene `index` of `split` as stored: its view (`views.VIEW_COLUMNS`: the clean image as PNG
-    bytes, depth as a 16-bit PNG) and its rows, which name the view (`view`, the scene's position in
-    its split) instead of carrying image and depth (`views.join` adds them back on read)."""
+def scene_records(settings: DataSettings, split: str, index: int) -> tuple[list[dict], list[dict]]:
+    """Scene `index` of `split` as stored: its views (`views.VIEW_COLUMNS`: the clean image as PNG
+    bytes, depth as a 16-bit PNG; `views_per_scene` of them) and its rows, which name their views
+    (`view`: the first view's position in its split; `views`, multi-view builds only: every frame's)
+    instead of carrying image and depth (`views.join` adds them back on read)."""
     from workbench.tasks import questions, traces
     from workbench.world import render, scenes
     seq = np.random.SeedSequence([settings.seed, index])
     scene_rng, question_rng, text_rng = (np.random.default_rng(s) for s in seq.spawn(3))
+    n_views = settings.views_per_scene
+    # further views and their questions draw from a fourth stream: a single-view build's scenes and
+    # rows are those of the same settings with more views
+    view_rng = np.random.default_rng(seq.spawn(1)[0]) if n_views > 1 else None
     domain = "ood" if split == "test_ood" else "in"
+    frames = None
     for _ in range(8):  # a view where fewer than 2 objects are clearly seen is re-drawn
         scene = scenes.sample_scene(
             scene_rng,
@@ -66,7 +73,18 @@ def scene_records(settings: DataSettings, split: str, index: int) -> tuple[dict,
         )
         view = render.render(scene, settings.min_object_area, settings.min_visible_fraction)
         if view.usable.sum() >= 2:
+            if n_views == 1:
+                break
+            try:  # the scene's walls may leave no room for a further camera: draw another scene
+                poses = scenes.sample_views(scene, view_rng, n_views)
+            except ValueError:
+                continue
+            frames = [view] + [render.render(dataclasses.replace(scene, camera_to_world=pose), settings.min_object_area,
+                                             settings.min_visible_fraction) for pose in poses[1:]]
             break
+    if n_views > 1 and frames is None:
+        raise ValueError(f"scene {index} of {split}: no draw of 8 leaves room for {n_views} views; "
+                         "lower views_per_scene or walls_probability")
 
     # Stored geometry (rounded once); every label below is computed from these stored values.
     c2w = [[_geometry_round(v, 6) for v in r] for r in scene.camera_to_world.tolist()]
@@ -117,7 +135,7 @@ def scene_records(settings: DataSettings, split: str, index: int) -> tuple[dict,
             question_rng, settings.blend_per_scene, geometry, scene, scene_of_row, scene_objects
         )
 
-    view_index = index - split_ranges(settings)[split].start
+    view_index = (index - split_ranges(settings)[split].start) * n_views
     rows = []
     for k, item in enumerate(items):
         regions = [
@@ -157,20 +175,87 @@ def scene_records(settings: DataSettings, split: str, index: int) -> tuple[dict,
             # targets are written from the full row (regions, geometry); image and depth unused
             row["lor_target"] = traces.lor_target(row, text_rng, settings.trace_style)
             row["dtr_target"] = traces.dtr_target(row, text_rng, settings.trace_style)
+        if n_views > 1:  # the multi-view columns of a single-view row: its one frame
+            row.update(views=[view_index], view_poses=[c2w], region_frames=[1] * len(row["regions"]),
+                       frame_centers="{}", reference_frame=0)
         rows.append(row)
-    record = {"scene_id": f"scene-{index:06d}", "image": render.png_bytes(render.draw_marks(view.rgb, [])),
-              "depth": views.encode_depth(view.depth)}
-    return record, rows
+    if n_views > 1:
+        rows += _multiview_rows(settings, split, index, scene, frames, poses, c2w, intr, view_index, len(rows),
+                                view_rng, text_rng)
+    records = [{"scene_id": f"scene-{index:06d}", "image": render.png_bytes(render.draw_marks(frame.rgb, [])),
+                "depth": views.encode_depth(frame.depth)} for frame in (frames or [view])]
+    return records, rows
+
+
+MULTIVIEW_COLUMNS = ("views", "view_poses", "region_frames", "frame_centers", "reference_frame")
+"""Stored columns of a multi-view build (`views_per_scene` > 1), on every row: the row's frames as
+view indices and camera_to_world poses (frame k is `views[k - 1]`), each region's frame, the
+regions' centers in every frame (JSON {frame: {label: [x, y, z]}}, the multi-view detect reward's
+ground truth) and the frame a question requires (0: any; `crossview.reference_frame`)."""
+
+
+def _multiview_rows(settings, split, index, scene, frames, poses, c2w, intr, view_index, first_k, rng, text_rng):
+    """The multi-view question rows of a scene (`crossview`): every frame shown, regions in theirs."""
+    from workbench.tasks import crossview, multiview
+    from workbench.world import render, scenes
+    stored_poses = [c2w] + [[[_geometry_round(v, 6) for v in r] for r in pose.tolist()] for pose in poses[1:]]
+    first = scenes.camera_from_world(np.array([o.position for o in scene.objects]), scene.camera_to_world)
+    objects, scene_index, usable = [], [], [[] for _ in frames]
+    for i, obj in enumerate(scene.objects):
+        center = [_geometry_round(v, 4) for v in first[i]]
+        seen = []
+        for f, (frame, pose) in enumerate(zip(frames, stored_poses)):
+            in_f = [_geometry_round(v, 4) for v in multiview.to_frame(center, c2w, pose)]
+            if frame.usable[i] and _center_checks(in_f, intr, frame.bbox_2d[i], frame.depth):
+                seen.append(f)
+        if not seen:
+            continue
+        for f in seen:
+            usable[f].append(len(objects))
+        scene_index.append(i)
+        objects.append({"name": obj.name, "category": obj.category, "color": obj.color, "center": center,
+                        "yaw": _geometry_round(obj.yaw, 4), "size": [float(v) for v in obj.size],
+                        "bbox_2d": [int(v) for v in frames[0].bbox_2d[i]] if 0 in seen else list(crossview.NOT_IN_FRAME_1)})
+    geometry = {"objects": objects, "view_poses": stored_poses, "intrinsics": intr, "width": settings.image_size}
+    items = crossview.generate(rng, geometry, usable, settings.multiview_questions, list(render.MARK_COLORS),
+                               settings.point_fraction, settings.multiview_categories or None)
+    rows = []
+    for k, item in enumerate(items, start=first_k):
+        regions = [render.region_for(frames[f - 1], scene_index[r["object_index"]], r["label"])
+                   for r, f in zip(item["regions"], item["region_frames"])]
+        row = {
+            "id": f"{split}-{index:06d}-{k:02d}", "scene_id": f"scene-{index:06d}", "split": split,
+            "task": item["task"], "view": view_index, "intrinsics": intr, "camera_to_world": c2w, "objects": objects,
+            "regions": [{"label": r["label"], "kind": r["kind"], "object_index": int(q["object_index"]),
+                         "bbox_2d": [int(v) for v in r["bbox_2d"]]} for r, q in zip(regions, item["regions"])],
+            "question": item["question"], "category": item["category"], "answer_type": item["answer_type"],
+            "answer": item["answer"], "choices": list(item["choices"]), "path": item["path"],
+            "centers": json.dumps(item["centers"]), "lor_target": "", "dtr_target": "",
+            "views": [view_index + f for f in range(len(frames))], "view_poses": stored_poses,
+            "region_frames": list(item["region_frames"]), "frame_centers": "{}",
+            "reference_frame": int(item["reference_frame"]),
+        }
+        for stored, region in zip(row["regions"], regions):  # the join redraws this very mark
+            assert render.region_marks(stored, settings.image_size) == region, (stored, region)
+        row["frame_centers"] = crossview.frame_centers_json(row)
+        row["lor_target"] = crossview.lor_target(row, text_rng, settings.trace_style)
+        row["dtr_target"] = crossview.dtr_target(row, text_rng, settings.trace_style)
+        rows.append(row)
+    return rows
 
 
 def scene_rows(settings: DataSettings, split: str, index: int) -> list[dict]:
     """The rows of scene `index` of `split` as a reader sees them: image (PIL, marks drawn) and
     depth (float32 (H, W), as stored) joined from the scene's view."""
-    record, rows = scene_records(settings, split, index)
-    join = views.ViewJoin([record], views.JOINED, shown=schema.COLUMNS)
+    records, rows = scene_records(settings, split, index)
+    first = rows[0]["view"] if rows else 0
+    join = views.ViewJoin(records, views.joined_columns(rows[0] if rows else {}),
+                          shown=(*schema.COLUMNS, *(c for c in MULTIVIEW_COLUMNS if c != "views")))
     out = []
     for row in rows:
-        batch = join({c: [v if c != "view" else 0] for c, v in row.items()})
+        local = {c: [v - first if c == "view" else [i - first for i in v] if c == "views" else v]
+                 for c, v in row.items()}
+        batch = join(local)
         out.append({c: v[0] for c, v in batch.items()})
     return out
 

@@ -12,6 +12,8 @@ from workbench.settings import as_names, check_profile, from_preset
 
 MAX_IMAGE_SIZE = 1024
 """Largest rendered side: a 1024 px view already takes ~40 MB of depth and image per row."""
+MAX_VIEWS = 4
+"""Most views of one scene (the paper's multi-view questions show 2-4 images)."""
 
 
 @dataclass
@@ -21,7 +23,7 @@ class DataSettings:
     profile: str = ""
     """Preset these settings started from (smoke | default | gpu); "" when built without one."""
     num_scenes: int = 24
-    """Scenes over all splits; each scene is one rendered view."""
+    """Scenes over all splits; each scene is `views_per_scene` rendered views (one by default)."""
     seed: int = 0
     """Master seed; scene i uses SeedSequence([seed, i])."""
     image_size: int = 112
@@ -59,6 +61,16 @@ class DataSettings:
     """Question categories to ask (SPEC section 6 names); empty or "all" = all of them. Every split
     gets the same subset: a focused build for probes, curricula and the CPU-sized `default` profile
     (`--categories left_right,front_behind`)."""
+
+    views_per_scene: int = 1
+    """Views rendered of each scene (1-4): the scene's camera, then the same camera moved around the
+    objects (`scenes.sample_views`; `test_ood` holds out the wider moves). Single-view questions use
+    the first view; with more than one, the rows carry the multi-view columns (`MULTIVIEW_COLUMNS`)."""
+    multiview_questions: int = 0
+    """Questions per scene across its views (`crossview.CATEGORIES`), on top of `questions_per_scene`;
+    needs `views_per_scene` >= 2."""
+    multiview_categories: tuple[str, ...] = ()
+    """Multi-view categories to ask; empty or "all" = all of `crossview.CATEGORIES`."""
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> DataSettings:
@@ -128,6 +140,22 @@ class DataSettings:
         if self.trace_style not in STYLES:
             raise ValueError(f"trace_style must be one of {STYLES}, got {self.trace_style!r}")
         self._validate_categories()
+        self._validate_views()
+
+    def _validate_views(self) -> None:
+        from workbench.tasks import crossview
+        if not isinstance(self.views_per_scene, (int, np.integer)) or not 1 <= self.views_per_scene <= MAX_VIEWS:
+            raise ValueError(f"views_per_scene must be an integer from 1 to {MAX_VIEWS}, got {self.views_per_scene!r}")
+        if not isinstance(self.multiview_questions, (int, np.integer)) or self.multiview_questions < 0:
+            raise ValueError(f"multiview_questions must be a non-negative integer, got {self.multiview_questions!r}")
+        if self.multiview_questions and self.views_per_scene < 2:
+            raise ValueError(f"multiview_questions={self.multiview_questions} needs views_per_scene >= 2, "
+                             f"got {self.views_per_scene}")
+        names = as_names(self.multiview_categories)
+        self.multiview_categories = () if names == ("all",) else names
+        unknown = [c for c in self.multiview_categories if c not in crossview.CATEGORIES]
+        if unknown:
+            raise ValueError(f"unknown multi-view categories {unknown}; choose from {crossview.CATEGORIES}")
         if self.val_fraction + self.test_fraction + self.ood_fraction >= 1.0:
             raise ValueError(
                 "val_fraction + test_fraction + ood_fraction must be below 1 (train needs scenes)"

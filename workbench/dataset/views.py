@@ -27,9 +27,14 @@ import numpy as np
 from workbench import schema
 
 JOINED = ("image", "depth")
-"""Row columns that come from the row's view."""
-NEEDS = {"image": ("view", "regions"), "depth": ("view",)}
-"""The stored row columns each joined column is made from."""
+"""Row columns that come from the row's view (its first frame in a multi-view build)."""
+MULTI_JOINED = ("images", "depths")
+"""Row columns that come from every frame of a multi-view row (`views`): one image (its regions'
+marks drawn) and one depth map per frame; empty for a row with one frame."""
+ALL_JOINED = JOINED + MULTI_JOINED
+NEEDS = {"image": ("view", "regions"), "depth": ("view",), "images": ("views", "regions", "region_frames"),
+         "depths": ("views",)}
+"""The stored row columns each joined column is made from (`region_frames` only where stored)."""
 VIEW_COLUMNS = ("scene_id", "image", "depth")
 """Columns of a split's views: the clean image (PNG bytes) and depth (16-bit PNG, millimetres)."""
 DEPTH_MAX_M = 65.535
@@ -85,9 +90,9 @@ class ViewJoin:
     the joined ones). Picklable: the decoded-view cache is not carried along."""
 
     def __init__(self, views: Any, joined: Sequence[str], shown: Sequence[str]):
-        unknown = [c for c in joined if c not in JOINED]
+        unknown = [c for c in joined if c not in ALL_JOINED]
         if unknown:
-            raise ValueError(f"columns {unknown} do not come from views (those are {list(JOINED)})")
+            raise ValueError(f"columns {unknown} do not come from views (those are {list(ALL_JOINED)})")
         self.views, self.joined, self.shown = views, tuple(joined), tuple(shown)
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
@@ -111,22 +116,42 @@ class ViewJoin:
         return out
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        from workbench.world import render
-
         shown = [c for c in batch if c in self.shown]
         # a split narrowed by `datasets`' own select_columns may no longer hold its views' index:
         # then it shows what it has
-        made: dict[str, list] = {c: [] for c in self.joined} if "view" in batch else {}
-        if made:
-            for k, index in enumerate(batch["view"]):
-                rgb, depth = self.view(index)
+        made: dict[str, list] = {c: [] for c in self.joined
+                                 if ("view" in batch if c in JOINED else "views" in batch)}
+        for k in range(len(next(iter(batch.values()))) if made else 0):
+            frames = batch["region_frames"][k] if "region_frames" in batch else None
+            if "image" in made or "depth" in made:
+                rgb, depth = self.view(batch["view"][k])
                 if "image" in made:
-                    marks = [render.region_marks(r, rgb.shape[1]) for r in batch["regions"][k] or ()]
-                    made["image"].append(render.draw_marks(rgb, marks))
+                    made["image"].append(self._marked(rgb, batch["regions"][k], frames, 1))
                 if "depth" in made:
                     made["depth"].append(depth)
+            several = "views" in batch and len(batch["views"][k]) > 1
+            if "images" in made:
+                made["images"].append([self._marked(self.view(v)[0], batch["regions"][k], frames, f)
+                                       for f, v in enumerate(batch["views"][k], start=1)] if several else [])
+            if "depths" in made:
+                made["depths"].append([self.view(v)[1] for v in batch["views"][k]] if several else [])
         columns = {**{c: batch[c] for c in shown}, **made}
         return {c: columns[c] for c in _in_contract_order(columns)}
+
+    @staticmethod
+    def _marked(rgb, regions, frames, frame: int):
+        """`rgb` with the marks of the regions in `frame` (every region when `frames` is None)."""
+        from workbench.world import render
+
+        regions = list(regions or ())
+        picked = regions if frames is None else [r for r, f in zip(regions, frames) if int(f) == frame]
+        return render.draw_marks(rgb, [render.region_marks(r, rgb.shape[1]) for r in picked])
+
+
+def joined_columns(row_or_columns: Any) -> tuple[str, ...]:
+    """The joined columns of rows with these stored columns: `JOINED`, plus `MULTI_JOINED` where
+    the rows name their frames (`views`, a multi-view build)."""
+    return ALL_JOINED if "views" in row_or_columns else JOINED
 
 
 def joined(ds: Any) -> ViewJoin | None:
@@ -137,8 +162,8 @@ def joined(ds: Any) -> ViewJoin | None:
 
 def join(rows: Any, views: Any) -> Any:
     """Split `rows` (stored rows with `view`) reading as full rows: image and depth joined."""
-    shown = [c for c in rows.column_names if c != "view"]
-    return rows.with_transform(ViewJoin(views, JOINED, shown))
+    shown = [c for c in rows.column_names if c not in ("view", "views")]
+    return rows.with_transform(ViewJoin(views, joined_columns(rows.column_names), shown))
 
 
 def column_names(ds: Any) -> list[str]:
@@ -147,7 +172,8 @@ def column_names(ds: Any) -> list[str]:
     if join_ is None:
         return list(ds.column_names)
     shown = [c for c in ds.column_names if c in join_.shown]  # `datasets`' own remove_columns may narrow it
-    return _in_contract_order([*shown, *(join_.joined if "view" in ds.column_names else ())])
+    made = [c for c in join_.joined if ("view" if c in JOINED else "views") in ds.column_names]
+    return _in_contract_order([*shown, *made])
 
 
 def select_columns(ds: Any, columns: Sequence[str]) -> Any:
@@ -160,9 +186,10 @@ def select_columns(ds: Any, columns: Sequence[str]) -> Any:
     join_ = joined(ds)
     if join_ is None:
         return ds.select_columns(list(columns))
-    wanted = tuple(c for c in columns if c in JOINED)
-    stored = [c for c in columns if c not in JOINED]
-    needed = stored + [c for j in wanted for c in NEEDS[j] if c not in stored]
+    wanted = tuple(c for c in columns if c in ALL_JOINED)
+    stored = [c for c in columns if c not in ALL_JOINED]
+    have = set(ds.with_format(None).column_names)
+    needed = stored + [c for j in wanted for c in NEEDS[j] if c not in stored and c in have]
     needed = list(dict.fromkeys(needed))
     plain = ds.with_format(None).select_columns(needed)
     return plain.with_transform(ViewJoin(join_.views, wanted, stored))
@@ -185,6 +212,6 @@ def numpy_depth(ds: Any) -> Any:
 def column(ds: Any, name: str) -> list:
     """The values of stored column `name` of `ds` as a list, without making any image or depth
     (a `datasets` Column of a transformed split runs the transform on every row)."""
-    if name in JOINED:
+    if name in ALL_JOINED:
         raise ValueError(f"{name!r} is made from the views; read it through select_columns")
     return list((ds.with_format(None) if joined(ds) is not None else ds)[name])

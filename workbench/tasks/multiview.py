@@ -18,7 +18,8 @@ comparison:
 
 Camera-motion answers (`move_right:0.4,move_forward:2.4,rotate_right:60`, meters and degrees) score
 the SPEC's exponential numeric score per ground-truth key, averaged over those keys: a missing key
-scores 0, an extra key costs nothing (as the released code scores them).
+scores 0, an extra key costs nothing (as the released code scores them). `camera_motion` computes
+that answer between two views from their poses, and `to_frame` moves points between frames.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
 
 from workbench.tasks import rewards
 
@@ -111,3 +115,75 @@ def camera_motion_accuracy(answer: str | None, truth: str) -> float:
         if key in given:
             total += math.exp(-2 * abs(given[key] - g) / (abs(g) + 0.01))
     return round(total / len(gold), 2)
+
+
+# ----------------------------------------------------------------------------- geometry of views
+
+MOVE_DECIMALS = 1
+"""Camera-motion answers give moves in meters to this many decimals ..."""
+TURN_DECIMALS = 0
+"""... and turns in whole degrees (the paper's style: `move_right:0.4,rotate_right:60`)."""
+
+
+def to_frame(points: Any, from_camera_to_world: Any, to_camera_to_world: Any) -> np.ndarray:
+    """Points (..., 3) given in one view's camera frame, in another view's camera frame (OpenCV axes,
+    meters): the reference-frame conversion of a multi-view detect block.
+
+    >>> a = np.eye(4); b = np.eye(4); b[:3, 3] = [1.0, 0.0, 0.0]  # b: one meter to the right of a
+    >>> to_frame([1.0, 0.0, 2.0], a, b).tolist()
+    [0.0, 0.0, 2.0]
+    """
+    a = np.asarray(from_camera_to_world, dtype=np.float64)
+    b = np.asarray(to_camera_to_world, dtype=np.float64)
+    p = np.asarray(points, dtype=np.float64)
+    world = p @ a[:3, :3].T + a[:3, 3]
+    return (world - b[:3, 3]) @ b[:3, :3]
+
+
+def camera_motion_components(from_camera_to_world: Any, to_camera_to_world: Any) -> dict[str, float]:
+    """How the camera moved from one view to the next, unrounded: `right`, `forward`, `up` (meters,
+    along the first view's horizontal right and forward directions and the world's up, z) and
+    `turn_right`, `turn_up` (degrees: the change of heading, positive to the right, and of the
+    optical axis' elevation, positive upwards). Zero-roll cameras, world z up (SPEC section 6)."""
+    a = np.asarray(from_camera_to_world, dtype=np.float64)
+    b = np.asarray(to_camera_to_world, dtype=np.float64)
+    forward_a, forward_b = a[:3, 2], b[:3, 2]
+    flat = np.array([forward_a[0], forward_a[1], 0.0])
+    if np.linalg.norm(flat) < 1e-9:
+        raise ValueError("the first view looks straight up or down: its heading is undefined")
+    flat /= np.linalg.norm(flat)
+    right = np.array([flat[1], -flat[0], 0.0])  # the heading frame's +x (forward x up)
+    move = b[:3, 3] - a[:3, 3]
+    turn = math.degrees(math.atan2(float(forward_b @ right), float(forward_b @ flat)))
+    elevation = math.degrees(math.asin(max(-1.0, min(1.0, float(forward_b[2]))))
+                             - math.asin(max(-1.0, min(1.0, float(forward_a[2])))))
+    return {"right": float(move @ right), "forward": float(move @ flat), "up": float(move[2]),
+            "turn_right": turn, "turn_up": elevation}
+
+
+_KEYS = (("right", "move_right", "move_left", MOVE_DECIMALS), ("forward", "move_forward", "move_backward", MOVE_DECIMALS),
+         ("up", "move_up", "move_down", MOVE_DECIMALS), ("turn_right", "rotate_right", "rotate_left", TURN_DECIMALS),
+         ("turn_up", "rotate_up", "rotate_down", TURN_DECIMALS))
+
+
+def camera_motion(from_camera_to_world: Any, to_camera_to_world: Any) -> str:
+    """The camera-motion answer between two views (`camera_motion_components`, rounded: moves to
+    `MOVE_DECIMALS`, turns to `TURN_DECIMALS`), a `key:value` pair per component that does not round
+    to 0, with the key of its sign (`move_left:0.3`, not `move_right:-0.3`); an error when nothing moved.
+
+    >>> from workbench.world.scenes import look_at
+    >>> a = look_at(np.array([0.0, 0.0, 1.5]), np.array([0.0, 5.0, 1.5]))  # level, looking along world +y
+    >>> camera_motion(a, look_at(np.array([0.4, 2.4, 1.5]), np.array([5.4, 7.4, 1.5])))
+    'move_right:0.4,move_forward:2.4,rotate_right:45'
+    """
+    parts = []
+    for name, positive, negative, digits in _KEYS:
+        value = camera_motion_components(from_camera_to_world, to_camera_to_world)[name]
+        size = round(abs(value), digits)
+        if size == 0:
+            continue
+        text = f"{size:.{digits}f}" if digits else f"{int(size)}"
+        parts.append(f"{positive if value > 0 else negative}:{text}")
+    if not parts:
+        raise ValueError("the two views have the same pose (no move rounds to a nonzero value)")
+    return ",".join(parts)

@@ -38,6 +38,7 @@ Decisions where the SPEC is silent (each also stated where it is implemented):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -83,6 +84,9 @@ class RewardSettings:
     detect_reward: bool = True
     """False: DTR rows are scored without the detection reward, as a row without centers (accuracy
     0.8, format 0.2): the ablation of the paper's discrete center reward (issue #23)."""
+    released_multiview: bool = False
+    """True: multi-view detect scores as the released reward code computes them, both of its flaws
+    included (`multiview.frame_detect(released=True)`), for exact comparison with it."""
 
     def __post_init__(self):
         if self.center_reward not in ("step", "exp"):
@@ -354,7 +358,12 @@ def _ground_truth(answer: Any, answer_type: str | None) -> tuple[str, Any]:
         return "number", g
     if answer_type == "text":
         return "text", text.strip().casefold()
-    raise ValueError(f"answer_type must be choice, number, text or None, got {answer_type!r}")
+    if answer_type == "motion":
+        from workbench.tasks import multiview
+        if not multiview.camera_moves(text):
+            raise ValueError(f"ground-truth camera motion {answer!r} has no key:value pair")
+        return "motion", text
+    raise ValueError(f"answer_type must be choice, number, text, motion or None, got {answer_type!r}")
 
 
 def _ground_centers(centers: Any) -> dict[str, tuple[float, float, float]]:
@@ -397,6 +406,9 @@ def _accuracy(text: str, kind: str, truth: Any) -> float:
         x = parse_number(answer)
         # |x - g| can overflow to inf for huge finite x; exp(-inf) = 0, never nan.
         value = 0.0 if x is None else math.exp(-2.0 * abs(x - truth) / (abs(truth) + 0.01))
+    elif kind == "motion":
+        from workbench.tasks import multiview
+        value = multiview.camera_motion_accuracy(answer, truth)
     else:
         value = float(answer.casefold() == truth)
     return round(value, 2)
@@ -422,8 +434,21 @@ def _detect(text: str, truth: Mapping[str, Sequence[float]], settings: RewardSet
     return min(1.0, total / denominator)
 
 
-def _components(completion, answer, centers, path, answer_type, settings):
-    """(components, weights) of one row; both dicts share keys and order."""
+def _frames(frame_centers: Any) -> dict[int, dict[str, tuple[float, float, float]]]:
+    """{frame: {label: center}} of a multi-view row's `frame_centers` (JSON or dict); {} without."""
+    if frame_centers is None or frame_centers == "":
+        return {}
+    try:
+        found = json.loads(frame_centers) if isinstance(frame_centers, str) else frame_centers
+        return {int(frame): _ground_centers(dict(centers)) for frame, centers in found.items()}
+    except (TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"frame_centers must be {{frame: {{label: [x, y, z]}}}}, got {frame_centers!r}: {err}") from None
+
+
+def _components(completion, answer, centers, path, answer_type, settings, frame_centers=None, reference_frame=None):
+    """(components, weights) of one row; both dicts share keys and order. A multi-view row (with
+    `frame_centers`) scores its detect block against the frame it names (`multiview.frame_detect`;
+    `reference_frame` > 0: the frame the question requires)."""
     kind, truth = _ground_truth(answer, answer_type)
     truth_centers = _ground_centers(centers) if _check_path(path) == "dtr" else {}
     if settings is not None and not settings.detect_reward:
@@ -435,7 +460,14 @@ def _components(completion, answer, centers, path, answer_type, settings):
     text = normalize(text)
     values = {"accuracy": _accuracy(text, kind, truth), "format": float(_format_ok(text, path))}
     if "detect" in weights:
-        values["detect"] = _detect(text, truth_centers, settings or RewardSettings())
+        frames = _frames(frame_centers)
+        if frames:
+            from workbench.tasks import multiview
+            settings = settings or RewardSettings()
+            values["detect"] = multiview.frame_detect(text, frames, int(reference_frame or 0) or None,
+                                                      released=settings.released_multiview, settings=settings)
+        else:
+            values["detect"] = _detect(text, truth_centers, settings or RewardSettings())
     return values, weights
 
 
@@ -446,6 +478,8 @@ def score(
     path: str = "lor",
     answer_type: str | None = None,
     settings: RewardSettings | None = None,
+    frame_centers: Mapping[Any, Any] | str | None = None,
+    reference_frame: int | None = None,
 ) -> dict[str, float]:
     """The SPEC section 4 reward of one completion: {overall, format, accuracy[, detect]}.
 
@@ -453,7 +487,9 @@ def score(
     `answer_type` (choice|number|text) overrides inferring the kind from it. `centers` are the
     ground-truth centers {region label: [x, y, z]} (dict or the dataset's JSON string); `detect`
     is present exactly when the path is DTR and centers are given. Every value is a finite
-    float in [0, 1]. `settings` selects the variants (default: the SPEC).
+    float in [0, 1]. `settings` selects the variants (default: the SPEC). A multi-view row passes
+    `frame_centers` ({frame: {label: [x, y, z]}}) and its `reference_frame` (0 or None: any frame);
+    `answer_type="motion"` scores a camera-motion answer (`multiview.camera_motion_accuracy`).
 
     >>> score("<think>2 m apart</think>\\n<answer>(b)</answer>", "B")
     {'overall': 1.0, 'format': 1.0, 'accuracy': 1.0}
@@ -461,7 +497,8 @@ def score(
     >>> score(dtr, "1.00", {"red box": [0, 0, 1]}, path="dtr")
     {'overall': 0.856, 'format': 1.0, 'accuracy': 0.82, 'detect': 1.0}
     """
-    values, weights = _components(completion, answer, centers, path, answer_type, settings)
+    values, weights = _components(completion, answer, centers, path, answer_type, settings, frame_centers,
+                                  reference_frame)
     overall = sum(w * values[k] for k, w in weights.items())
     return {"overall": min(1.0, max(0.0, overall)), "format": values["format"], **values}
 
@@ -472,7 +509,8 @@ def score(
 class RewardFunc:
     """One component as a TRL reward function `f(completions, **columns) -> list[float | None]`.
 
-    Columns used per row: `answer` (required), `answer_type`, `centers`, and `path` (required
+    Columns used per row: `answer` (required), `answer_type`, `centers`, `frame_centers` and
+    `reference_frame` (multi-view rows), and `path` (required
     when `path_mode="joint"`; `lor` / `dtr` score every row on that path). With
     `weighted=True` a row's value is already multiplied by its SPEC weight on that row's path
     (format is 0.2 on LOR rows but 0.1 on DTR rows with centers), so with TRL
@@ -520,12 +558,14 @@ class RewardFunc:
             return values
 
         answers, types, centers = column("answer", True), column("answer_type"), column("centers")
+        frames, references = column("frame_centers"), column("reference_frame")
         paths = column("path", True) if self.path_mode == "joint" else [self.path_mode] * n
         rewards, per_path = [], {}
-        for completion, answer, centers_, path, answer_type in zip(
-            completions, answers, centers, paths, types
+        for completion, answer, centers_, path, answer_type, frames_, reference in zip(
+            completions, answers, centers, paths, types, frames, references
         ):
-            values, weights = _components(completion, answer, centers_, path, answer_type, self.settings)
+            values, weights = _components(completion, answer, centers_, path, answer_type, self.settings, frames_,
+                                          reference)
             value = values.get(self.component)
             if value is not None:
                 per_path.setdefault(path, []).append(value)

@@ -10,7 +10,8 @@ shapes and colors, other camera heights and fields of view, and other layouts (o
 row or a ring instead of scattered). Taught in `notebooks/01_build_data.ipynb`.
 
 Geometry helpers other modules use: `camera_from_world`, `world_from_camera`, `project`,
-`world_centers(row)`, `camera_pitch(camera_to_world)`.
+`world_centers(row)`, `camera_pitch(camera_to_world)`. `sample_views` moves the scene's camera
+around the objects for further views of one scene (multi-view data, issue #24).
 """
 
 from __future__ import annotations
@@ -492,6 +493,61 @@ def sample_scene(
         tuple(int(v) for v in np.clip(base * tone * 0.82, 0, 255)),
     )
     return Scene(objects, c2w, intr, image_size, image_size, domain, layout, walls, light, floor)
+
+
+VIEW_ORBITS = {"in": (12.0, 35.0), "ood": (40.0, 65.0)}
+"""Degrees a further view of a scene turns around the scene's look-at point from the first view,
+per domain: `test_ood` holds out the wider camera baselines (disjoint ranges)."""
+VIEW_HEIGHT_CHANGE = {"in": 0.2, "ood": 0.4}
+"""Largest change of camera height (m) between the first view and a further one, per domain."""
+WALL_CLEARANCE = 0.3
+"""A further view's camera stays this far (m) on the scene's side of every wall."""
+
+
+def sample_views(scene: Scene, rng: np.random.Generator, n_views: int) -> list[np.ndarray]:
+    """camera_to_world (4, 4) of `n_views` views of one scene, the scene's own camera first: the same
+    camera (intrinsics) moved around the objects, as in a scan. Each further view orbits the first
+    view's eye around the vertical axis through the scene's center by `VIEW_ORBITS[domain]` degrees
+    (either way), changes its distance by up to 15% and its height by up to `VIEW_HEIGHT_CHANGE`, and
+    looks at the scene's center, jittered; its eye stays on the scene's side of every wall and every
+    object's box stays in front of it. All randomness comes from `rng`.
+    """
+    if not isinstance(n_views, int) or n_views < 1:
+        raise ValueError(f"n_views must be a positive integer, got {n_views!r}")
+    first = _as_matrix(scene.camera_to_world)
+    eye0 = first[:3, 3]
+    centers = np.array([o.position for o in scene.objects])
+    corners = np.concatenate([o.corners() for o in scene.objects])
+    pivot = np.array([centers[:, 0].mean(), centers[:, 1].mean(), 0.0])
+    lo, hi = VIEW_ORBITS[scene.domain]
+    views = [first]
+    for _ in range(n_views - 1):
+        for _attempt in range(50):
+            turn = math.radians(rng.uniform(lo, hi)) * (1 if rng.random() < 0.5 else -1)
+            offset = (eye0 - pivot)[:2] * rng.uniform(0.85, 1.15)
+            c, s = math.cos(turn), math.sin(turn)
+            xy = pivot[:2] + np.array([c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]])
+            height = max(0.4, eye0[2] + rng.uniform(-1, 1) * VIEW_HEIGHT_CHANGE[scene.domain])
+            target = np.array([pivot[0] + rng.normal(0, 0.1), pivot[1] + rng.normal(0, 0.1), rng.uniform(0.1, 0.4)])
+            c2w = look_at(np.array([xy[0], xy[1], height]), target)
+            if _inside_walls(c2w[:3, 3], pivot, scene.walls) and bool(
+                    np.all(camera_from_world(corners, c2w)[:, 2] > 0.3)):
+                break
+        else:  # no clear spot: the first view again would add nothing, so refuse loudly
+            raise ValueError("no further view of this scene clears its walls; draw another scene")
+        views.append(c2w)
+    return views
+
+
+def _inside_walls(eye: np.ndarray, pivot: np.ndarray, walls) -> bool:
+    """True when `eye` is on `pivot`'s side of every wall, at least `WALL_CLEARANCE` from its plane."""
+    for center, _size, yaw in walls:
+        normal = np.array([math.cos(yaw), math.sin(yaw)])  # the wall's thin axis
+        side = float(np.dot(pivot[:2] - np.asarray(center[:2]), normal))
+        eye_side = float(np.dot(eye[:2] - np.asarray(center[:2]), normal))
+        if side * eye_side <= 0 or abs(eye_side) < WALL_CLEARANCE:
+            return False
+    return True
 
 
 def check_no_interpenetration(scene: Scene) -> None:

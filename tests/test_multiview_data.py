@@ -1,0 +1,271 @@
+"""Multi-view data and targets (issue #24, items 1 and 2): several views of one scene, questions
+across them, every answer and center recomputed from the stored geometry, the reference-frame
+conversion, the targets against the rewards, and the builds' contract (reproducible bytes, the
+single-view rows unchanged, bad settings refused)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench import schema
+from workbench.dataset import build as data
+from workbench.dataset import views
+from workbench.dataset.settings import DataSettings
+from workbench.tasks import crossview, multiview, questions, rewards
+from workbench.world import render, scenes
+
+SETTINGS = dict(num_scenes=24, views_per_scene=3, multiview_questions=4, seed=5)
+
+
+@pytest.fixture(scope="module")
+def mv_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mv") / "data"
+    settings = DataSettings.from_profile("smoke", **SETTINGS)
+    return data.build_dataset(settings, out, progress=False), out, settings
+
+
+def multiview_rows(dd):
+    return [row for split in dd.values() for row in split if crossview.is_multiview(row)]
+
+
+def test_every_category_on_every_split_and_the_card(mv_data):
+    dd, out, _ = mv_data
+    card = data.read_data_card(out)
+    assert card["columns"][-len(data.MULTIVIEW_COLUMNS):] == list(data.MULTIVIEW_COLUMNS)
+    asked = {r["category"] for r in multiview_rows(dd)}
+    assert asked == set(crossview.CATEGORIES)
+    for split, ds in dd.items():
+        assert any(crossview.is_multiview(r) for r in ds), split
+        names = views.column_names(ds)
+        assert {"images", "depths", "view_poses", "region_frames", "frame_centers", "reference_frame"} <= set(names)
+        assert "views" not in names  # an index into the views store, like `view`
+
+
+def test_answers_recomputed_from_the_stored_geometry(mv_data):
+    dd, _, _ = mv_data
+    n = 0
+    for row in multiview_rows(dd):
+        schema.validate_row(row)
+        assert crossview.recompute_answer(row) == row["answer"], row["id"]
+        if row["answer_type"] == "choice":
+            assert row["answer"] in "AB"[: len(row["choices"])]
+        n += 1
+    assert n >= 60
+    for row in dd["val"]:  # the single-view rows of the same build, by their own rule
+        if not crossview.is_multiview(row) and row["task"] in schema.QA_TASKS:
+            assert questions.recompute_answer(row) == row["answer"]
+
+
+def test_centers_in_every_frame_and_the_conversion(mv_data):
+    """Each region's center in each frame (`frame_centers`) is its world point seen from that
+    frame's camera; in its own frame it projects inside the region's mark, in front of the surface
+    there; `to_frame` agrees with going through the world frame."""
+    dd, _, _ = mv_data
+    checked = 0
+    for row in multiview_rows(dd):
+        if not row["regions"]:
+            continue
+        truth = {int(k): v for k, v in json.loads(row["frame_centers"]).items()}
+        assert sorted(truth) == list(range(1, len(row["view_poses"]) + 1))
+        world = scenes.world_centers(row)
+        for region, frame in zip(row["regions"], row["region_frames"]):
+            point = world[region["object_index"]]
+            for f, pose in enumerate(row["view_poses"], start=1):
+                seen = scenes.camera_from_world(point, pose)
+                assert np.allclose(truth[f][region["label"]], seen, atol=6e-5)
+                assert np.allclose(multiview.to_frame(row["objects"][region["object_index"]]["center"],
+                                                      row["camera_to_world"], pose), seen, atol=1e-9)
+            u, v = scenes.project(np.asarray(truth[frame][region["label"]]), row["intrinsics"])
+            x1, y1, x2, y2 = region["bbox_2d"]
+            if region["kind"] == "box":
+                assert x1 <= u <= x2 and y1 <= v <= y2, (row["id"], region)
+            depth = row["depths"][frame - 1]
+            assert 0 < depth[min(int(v), 111), min(int(u), 111)] < truth[frame][region["label"]][2]
+            checked += 1
+        centers = schema.centers_of(row)  # the reference frame's, as the DTR target writes them
+        assert centers == {k: v for k, v in truth[crossview.reference_frame(row)].items()}
+    assert checked >= 80
+
+
+def test_images_show_each_frame_with_its_own_marks(mv_data):
+    dd, _, _ = mv_data
+    ds = dd["train"]
+    row = next(r for r in ds if crossview.is_multiview(r) and len(set(r["region_frames"])) == 2)
+    narrowed = views.select_columns(ds, ["id", "images"])  # made from views, regions and region_frames
+    assert [im.size for im in row["images"]] == [(112, 112)] * len(row["view_poses"])
+    for f, image in enumerate(row["images"], start=1):
+        mine = [r for r, g in zip(row["regions"], row["region_frames"]) if g == f]
+        others = [r for r, g in zip(row["regions"], row["region_frames"]) if g != f]
+        clean = np.asarray(image).copy()
+        redrawn = render.draw_marks(_clean(ds, row, f), [render.region_marks(r, 112) for r in mine])
+        assert np.array_equal(np.asarray(redrawn), clean)
+        if others and not mine:
+            assert not np.array_equal(np.asarray(render.draw_marks(_clean(ds, row, f), [render.region_marks(
+                r, 112) for r in others])), clean)
+    assert np.array_equal(np.asarray(row["image"]), np.asarray(row["images"][0]))
+    assert np.array_equal(row["depth"], row["depths"][0])
+    picked = narrowed[list(views.column(ds, "id")).index(row["id"])]
+    assert set(picked) == {"id", "images"}
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(picked["images"], row["images"]))
+
+
+def _clean(ds, row, frame):
+    """The unmarked image of `row`'s frame, from the split's stored views."""
+    stored = ds.with_format(None)
+    k = list(stored["id"]).index(row["id"])
+    return views.joined(ds).view(stored[k]["views"][frame - 1])[0]
+
+
+def test_targets_score_full_reward_and_name_their_frame(mv_data):
+    dd, _, _ = mv_data
+    for row in multiview_rows(dd):
+        dtr, lor = row["dtr_target"], row["lor_target"]
+        if row["category"] == crossview.MOTION:
+            assert dtr == lor and row["path"] == "lor"
+            score = rewards.score(lor, row["answer"], None, "lor", "motion")
+            assert score["accuracy"] == 1.0 and score["overall"] == 1.0
+            continue
+        frame = crossview.reference_frame(row)
+        assert multiview.reference_frame(dtr) == frame
+        if row["category"] in crossview.VIEWPOINT_CATEGORIES:
+            assert row["reference_frame"] == frame and f"image {frame}," in row["question"]
+        score = rewards.score(dtr, row["answer"], row["centers"], "dtr", row["answer_type"],
+                              frame_centers=row["frame_centers"], reference_frame=row["reference_frame"])
+        assert score == {"overall": 1.0, "format": 1.0, "accuracy": 1.0, "detect": 1.0}, (row["id"], dtr)
+        assert rewards.score(lor, row["answer"], None, "lor", row["answer_type"])["overall"] == 1.0
+        # the same centers named as another frame's are that frame's only when it is the same
+        for other in range(1, len(row["view_poses"]) + 1):
+            if other != frame:
+                swapped = dtr.replace(f"reference frame {frame},", f"reference frame {other},")
+                value = multiview.frame_detect(swapped, json.loads(row["frame_centers"]), row["reference_frame"] or None)
+                assert value < 1.0
+
+
+def test_camera_motion_from_the_poses():
+    a = scenes.look_at(np.array([0.0, 0.0, 1.4]), np.array([0.0, 4.0, 0.4]))
+    b = scenes.look_at(np.array([-0.5, 1.0, 1.6]), np.array([-4.0, 4.5, 0.4]))
+    parts = multiview.camera_motion_components(a, b)
+    assert parts["right"] == pytest.approx(-0.5) and parts["forward"] == pytest.approx(1.0)
+    assert parts["up"] == pytest.approx(0.2)
+    assert parts["turn_right"] < -30  # it now looks to the left of where it looked
+    assert multiview.camera_motion(a, b).startswith("move_left:0.5,move_forward:1.0,move_up:0.2,rotate_left:")
+    back = multiview.camera_motion_components(b, a)
+    assert back["turn_right"] == pytest.approx(-parts["turn_right"])
+    with pytest.raises(ValueError, match="same pose"):
+        multiview.camera_motion(a, a)
+
+
+@pytest.mark.parametrize("domain", ["in", "ood"])
+def test_further_views_orbit_by_their_domain(domain):
+    """Further views turn around the scene by `VIEW_ORBITS[domain]` degrees (test_ood's wider moves
+    are held out), stay on the scene's side of its walls, and keep every object in front."""
+    lo, hi = scenes.VIEW_ORBITS[domain]
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        scene = scenes.sample_scene(rng, domain, 112)
+        poses = scenes.sample_views(scene, rng, 4)
+        assert np.array_equal(poses[0], scene.camera_to_world)
+        centers = np.array([o.position for o in scene.objects])
+        pivot = centers[:, :2].mean(axis=0)
+        first = poses[0][:2, 3] - pivot
+        for pose in poses[1:]:
+            eye = pose[:2, 3] - pivot
+            angle = math.degrees(abs(math.atan2(first[0] * eye[1] - first[1] * eye[0], first @ eye)))
+            assert lo - 1e-6 <= angle <= hi + 1e-6
+            corners = np.concatenate([o.corners() for o in scene.objects])
+            assert (scenes.camera_from_world(corners, pose)[:, 2] > 0.3).all()
+            for center, _size, yaw in scene.walls:
+                normal = np.array([math.cos(yaw), math.sin(yaw)])
+                side = (pivot - np.asarray(center[:2])) @ normal
+                assert np.sign((pose[:2, 3] - np.asarray(center[:2])) @ normal) == np.sign(side)
+
+
+def test_single_view_rows_are_those_of_a_single_view_build(tmp_path):
+    """More views change nothing of a build's single-view rows and first views (a fourth seed
+    stream draws the further views and their questions)."""
+    base = dict(num_scenes=8, seed=2)
+    one = DataSettings.from_profile("smoke", **base)
+    three = DataSettings.from_profile("smoke", **base, views_per_scene=3, multiview_questions=2)
+    for split, index in (("train", 0), ("test_ood", 7)):
+        records1, rows1 = data.scene_records(one, split, index)
+        records3, rows3 = data.scene_records(three, split, index)
+        assert len(records1) == 1 and len(records3) == 3 and records3[0] == records1[0]
+        single = [r for r in rows3 if len(r["view_poses"]) == 1]
+        assert len(single) == len(rows1)
+        for r1, r3 in zip(rows1, single):
+            extra = {k: r3.pop(k) for k in data.MULTIVIEW_COLUMNS}
+            assert r3 == {**r1, "view": r1["view"] * 3}
+            assert extra["views"] == [r3["view"]] and extra["reference_frame"] == 0
+        assert len(rows3) > len(single)
+
+
+def test_multiview_build_is_byte_reproducible_with_any_workers(tmp_path):
+    settings = DataSettings.from_profile("smoke", num_scenes=10, views_per_scene=2, multiview_questions=2)
+    data.build_dataset(settings, tmp_path / "a", progress=False)
+    data.build_dataset(settings, tmp_path / "b", workers=2, progress=False)
+
+    def digest(folder: Path) -> dict[str, str]:
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file() and p.name != data.DATA_CARD}
+
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    dd = data.load_dataset_dir(tmp_path / "a")
+    assert sum(len(ds) for ds in dd.values()) > 0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(views_per_scene=5), "views_per_scene must be an integer from 1 to 4, got 5"),
+    (dict(views_per_scene=0), "views_per_scene must be an integer from 1 to 4, got 0"),
+    (dict(multiview_questions=2), "multiview_questions=2 needs views_per_scene >= 2, got 1"),
+    (dict(views_per_scene=2, multiview_questions=-1), "multiview_questions must be a non-negative integer, got -1"),
+    (dict(views_per_scene=2, multiview_categories="cross_size"), r"unknown multi-view categories \['cross_size'\]"),
+])
+def test_bad_view_settings_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        DataSettings.from_profile("smoke", **overrides)
+
+
+def test_cli_builds_multiview_data_and_refuses_bad_settings(tmp_path):
+    import subprocess
+    import sys
+
+    exe = [sys.executable, "-m", "workbench.cli", "data"]
+    bad = subprocess.run([*exe, "--out", str(tmp_path / "x"), "--multiview-questions", "2"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "needs views_per_scene >= 2" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "x").exists()
+    ok = subprocess.run([*exe, "--out", str(tmp_path / "d"), "--num-scenes", "6", "--views-per-scene", "2",
+                         "--multiview-questions", "2", "--set", "multiview_categories=camera_motion",
+                         "--no-progress"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    dd = data.load_dataset_dir(tmp_path / "d")
+    motion = [r for ds in dd.values() for r in ds if r["category"] == "camera_motion"]
+    assert motion and all(r["answer"] == crossview.recompute_answer(r) for r in motion)
+
+
+def test_multiview_rows_through_the_trl_reward_functions(mv_data):
+    dd, _, _ = mv_data
+    rows = [r for r in multiview_rows(dd) if r["regions"]][:6]
+    columns = {k: [r[k] for r in rows] for k in ("answer", "answer_type", "centers", "path", "frame_centers",
+                                                  "reference_frame")}
+    funcs, _ = rewards.reward_funcs("joint")
+    total = np.sum([f([r["dtr_target"] for r in rows], **columns) for f in funcs], axis=0)
+    assert np.allclose(total, 1.0)
+    wrong = [r["dtr_target"].replace("reference frame ", "reference frame 9") for r in rows]
+    detect = rewards.RewardFunc("detect")(wrong, **columns)
+    assert detect == [0.0] * len(rows)
+
+
+def test_stored_features_hold_the_multiview_columns():
+    settings = DataSettings.from_profile("smoke", views_per_scene=2)
+    names = tuple(data.features(settings))
+    assert names == data.STORED_COLUMNS + data.MULTIVIEW_COLUMNS
+    assert tuple(data.features(DataSettings.from_profile("smoke"))) == data.STORED_COLUMNS
+    assert dataclasses.asdict(settings)["views_per_scene"] == 2
