@@ -276,7 +276,7 @@ def _rows_with_depth():
 
 def test_training_examples_carry_depth_except_a_seeded_dropout_share():
     rows = _rows_with_depth()
-    carried = lambda ex: [D.detach(im)[1] is not None for im in ex[:len(ex)]["image"]]  # noqa: E731
+    carried = lambda ex: [D.detach(ims[0])[1] is not None for ims in ex[:len(ex)]["images"]]  # noqa: E731
     assert not any(carried(training_examples(rows, "dtr_only")))
     assert all(carried(training_examples(rows, "dtr_only", depth=True)))
     half = carried(training_examples(rows, "blend", depth=True, depth_dropout=0.5))

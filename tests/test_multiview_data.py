@@ -269,3 +269,161 @@ def test_stored_features_hold_the_multiview_columns():
     assert names == data.STORED_COLUMNS + data.MULTIVIEW_COLUMNS
     assert tuple(data.features(DataSettings.from_profile("smoke"))) == data.STORED_COLUMNS
     assert dataclasses.asdict(settings)["views_per_scene"] == 2
+
+
+# ----------------------------------------------------------------------------- the model (item 4)
+
+
+@pytest.fixture(scope="module")
+def tiny(mv_data):
+    import torch
+
+    from workbench import model as M
+    from workbench.tasks import prompts
+
+    dd, _, _ = mv_data
+    rows = [r for r in dd["train"].select(range(40))]
+    model, processor = M.build_tiny(list(prompts.corpus(rows)) * 4, M.ModelSettings.from_profile("smoke"))
+    model.eval()
+    torch.nn.init.normal_(model.model.depth_embed.net[-1].weight, std=0.5)  # the fresh one is near zero
+    return model, processor
+
+
+def _two_frame_row(mv_data):
+    dd, _, _ = mv_data
+    return next(r for r in dd["train"] if crossview.is_multiview(r) and r["region_frames"][:2] == [1, 2])
+
+
+def _with_patch(row, frame: int, region: int, value: int = 255, depth: float | None = None) -> dict:
+    """`row` with frame `frame`'s image (and depth) painted inside region `region`'s box."""
+    from PIL import Image
+
+    x1, y1, x2, y2 = row["regions"][region]["bbox_2d"]
+    images = [im.copy() for im in row["images"]]
+    pixels = np.asarray(images[frame - 1]).copy()
+    if value is not None:
+        pixels[y1:y2, x1:x2] = value
+    images[frame - 1] = Image.fromarray(pixels)
+    depths = [d.copy() for d in row["depths"]]
+    if depth is not None:
+        depths[frame - 1][y1:y2, x1:x2] = depth
+    return {**row, "images": images, "depths": depths}
+
+
+def test_each_region_follows_its_own_image_in_the_prompt(mv_data):
+    from workbench.tasks import prompts
+
+    row = _two_frame_row(mv_data)
+    messages = prompts.to_messages(row, "dtr")
+    kinds = [part["type"] for part in messages[1]["content"]]
+    assert kinds[:4] == ["image", "text", "image", "text"] and kinds.count("image") == len(row["view_poses"])
+    first, second = messages[1]["content"][1]["text"], messages[1]["content"][3]["text"]
+    assert first.startswith("Marked in image 1: " + row["regions"][0]["label"] + " <region><|loc_")
+    assert second.startswith("Marked in image 2: " + row["regions"][1]["label"] + " <region><|loc_")
+    question = messages[1]["content"][-1]["text"]
+    assert "<region>" not in question and "  " not in question and f"{row['regions'][1]['label']} in image 2" in question
+    # a pretrained VLM reads the marks: every image first, the question with its <region> words
+    plain = prompts.to_messages(row, "dtr", region_coords=False)
+    assert [p["type"] for p in plain[1]["content"]] == ["image"] * len(row["view_poses"]) + ["text"]
+
+
+def test_regions_pool_from_their_own_frame(mv_data, tiny):
+    """The feature that replaces a region marked in image 2 changes with image 2 (and its depth)
+    inside the region's box and not with image 1; the one of a region in image 1 the other way round."""
+    import torch
+
+    from workbench import model as M
+
+    model, processor = tiny
+    row = _two_frame_row(mv_data)
+    seen = {}
+    hook = model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.update(embeds=kwargs["inputs_embeds"]), with_kwargs=True)
+
+    def features(r):
+        batch = M.model_inputs(processor, [r], "dtr", True, depth=True)
+        positions = (batch["input_ids"][0] == model.config.workbench_region_token_id).nonzero()[:, 0].tolist()
+        with torch.no_grad():
+            model(**batch)
+        return seen["embeds"][0, positions[0]].clone(), seen["embeds"][0, positions[1]].clone()
+
+    try:
+        first, second = features(row)
+        in_two = features(_with_patch(row, 2, 1, value=255))
+        in_one = features(_with_patch(row, 1, 1, value=255))  # image 1, where region 2's box would be
+        deeper = features(_with_patch(row, 2, 1, value=None, depth=9.0))
+    finally:
+        hook.remove()
+    assert (in_two[1] - second).abs().max() > 1e-3 and torch.equal(in_two[0], first)
+    assert torch.equal(in_one[1], second)
+    assert (deeper[1] - second).abs().max() > 1e-3
+
+
+def test_sft_examples_and_generate_take_multiview_rows(mv_data, tiny):
+    from workbench import model as M
+    from workbench.train import sft
+    from workbench.train.examples import training_examples
+
+    dd, _, _ = mv_data
+    model, processor = tiny
+    rows = dd["train"].select([i for i, r in enumerate(dd["train"]) if crossview.is_multiview(r)][:4]
+                              + [0, 1])
+    examples = training_examples(rows, "dtr_only", depth=True, **M.prompt_options(model))
+    frames = [len(ex["images"]) for ex in examples]
+    assert max(frames) == len(rows[0]["view_poses"]) and min(frames) == 1
+    batch = sft.collate(processor, [examples[i] for i in range(len(examples))])
+    n_images = int((batch["input_ids"] == model.config.image_token_id).sum())
+    assert batch["image_grid_thw"].shape[0] == sum(frames) and n_images > 0
+    loss = model(**{k: v for k, v in batch.items() if k != "mm_token_type_ids"}).loss
+    assert loss.isfinite()
+    texts = M.generate(model, processor, [rows[0], rows[4]], "dtr", max_new_tokens=3)
+    assert len(texts) == 2
+
+
+def test_grpo_steps_on_multiview_prompts(mv_data, tiny, tmp_path):
+    """GRPO's prompts of a multi-view build carry every frame (`images`, depth attached) and the
+    multi-view reward columns; one step runs and moves the weights."""
+    import torch
+
+    from workbench import model as M
+    from workbench.train import grpo
+    from workbench.train.grpo_settings import GRPOSettings
+
+    dd, out, _ = mv_data
+    model, processor = tiny
+    settings = GRPOSettings.from_profile("smoke", max_completion_length=12, per_device_train_batch_size=5,
+                                         report_to="none", max_refill_tries=0, max_steps=1, paths="dtr")
+    multi = [i for i, r in enumerate(dd["train"]) if crossview.is_multiview(r) and r["regions"]]
+    prompts_ = grpo.prompt_dataset(dd["train"].select(multi[:3] + [0]), settings, True, depth=True)
+    assert [len(p["images"]) for p in prompts_] == [3, 3, 3, 1] and "image" not in prompts_.column_names
+    assert all(M.depth.detach(im)[1] is not None for im in prompts_[0]["images"])
+    assert {"frame_centers", "reference_frame"} <= set(prompts_.column_names)
+    sft_dir = tmp_path / "sft"
+    model.save_pretrained(sft_dir)
+    processor.save_pretrained(sft_dir)
+    # the multi-view rows first: the smoke settings take the first prompts of the split
+    ds = dd["train"].select(multi + [i for i in range(len(dd["train"])) if i not in set(multi)])
+    data_dir = tmp_path / "data"
+    _save_like(ds, out, data_dir)
+    from test_grpo import _ToyReward  # reward spread whatever the untrained model writes
+
+    funcs, weights = rewards.reward_funcs("dtr")  # and the SPEC rewards, reading the multi-view columns
+    settings = dataclasses.replace(settings, max_refill_tries=1)
+    result = grpo.train_grpo(sft_dir, data_dir, tmp_path / "grpo", settings,
+                             reward_funcs=([_ToyReward(settings.num_generations), *funcs], [1.0, *weights]))
+    assert result["global_step"] == 1
+    logged = next(h for h in result["log_history"] if "rewards/detect/dtr" in h)
+    assert logged["dynamic_sampling/kept_group_fraction"] > 0
+    before, after = M.load(sft_dir)[0], M.load(tmp_path / "grpo")[0]
+    moved = [n for n, p in after.named_parameters() if not torch.equal(p, before.get_parameter(n))]
+    assert moved
+
+
+def _save_like(train, source: Path, target: Path) -> None:
+    """A dataset folder like `source` whose train split is `train` (rows reordered, views shared)."""
+    import shutil
+
+    shutil.copytree(source, target)
+    stored = train.with_format(None)
+    shutil.rmtree(target / "train")
+    stored.flatten_indices().save_to_disk(str(target / "train"))

@@ -98,7 +98,7 @@ def test_training_examples_carry_the_target_of_their_path(splits):
     rows = splits["train"]
     for k in range(len(train)):
         ex, row = train[k], rows[raw[k]["row"]]
-        assert ex["id"] == row["id"] and ex["image"].size == row["image"].size
+        assert ex["id"] == row["id"] and ex["images"][0].size == row["image"].size
         system, user, assistant = ex["messages"]
         target = assistant["content"][0]["text"]
         if ex["path"] == "dtr":
@@ -144,7 +144,7 @@ def test_loss_is_on_the_assistant_reply_and_its_end_token_only(splits, tiny, tmp
     picks = [next(k for k in range(len(train)) if raw[k]["path"] == p) for p in ("lor", "dtr", "plain")]
     examples = [train[k] for k in picks]
     trainer = sft.build_trainer(model, processor, train, tmp_path, fast())
-    batch = trainer.data_collator([{"messages": ex["messages"], "image": ex["image"]} for ex in examples])
+    batch = trainer.data_collator([{"messages": ex["messages"], "images": ex["images"]} for ex in examples])
     again = sft.collate(processor, examples, fast())
     assert all(torch.equal(batch[k], again[k]) for k in ("input_ids", "labels", "pixel_values"))
     tok = processor.tokenizer

@@ -176,6 +176,19 @@ def row_image(row: Any, image: Any = None, with_depth: bool = True) -> Any:
     return attach(image, row["depth"], row["intrinsics"])
 
 
+def row_images(row: Any, with_depth: bool = True) -> list[Any]:
+    """The images of a row that shows several (`images`, one per frame: a multi-view row), each with
+    its frame's depth (`depths`) attached when the row has them and `with_depth`; [] for a row with
+    one image (`row_image` gives it)."""
+    images = list(row.get("images") or ())
+    if len(images) < 2:
+        return []
+    depths = list(row.get("depths") or ())
+    if not with_depth or len(depths) != len(images) or row.get("intrinsics") is None:
+        return images
+    return [attach(image, depth, row["intrinsics"]) for image, depth in zip(images, depths)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Depth for an image that has none: a depth-estimation model
 

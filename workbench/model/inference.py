@@ -32,7 +32,7 @@ def model_inputs(
     that embeds it, `uses_depth(model)`)."""
     from workbench.tasks import prompts
     if depth:
-        rows = [{**row, "image": depth_codec.row_image(row)} for row in rows]
+        rows = [{**row, "image": depth_codec.row_image(row), "images": depth_codec.row_images(row)} for row in rows]
     conversations = [
         prompts.to_messages(row, path, region_coords=region_coords, embed_image=True, system=system,
                             option_style=option_style)

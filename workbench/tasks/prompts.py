@@ -101,35 +101,67 @@ def resolve_path(row: Mapping[str, Any], path: str) -> str:
     return path
 
 
+def _region_tokens(row: Mapping[str, Any], region_coords: bool) -> list[str]:
+    """Each region of `row` as the model reads it: `<region>` and, with `region_coords`, its
+    location tokens (the built-in model)."""
+    from workbench.tasks.locations import encode_region_tokens
+
+    regions = list(row.get("regions") or [])
+    if not (region_coords and regions):
+        return [REGION_TOKEN] * len(regions)
+    image = row.get("image")
+    if image is None or not hasattr(image, "size"):
+        raise ValueError(f"row {row.get('id', '?')!r}: region coordinates need the row's image")
+    tokens = []
+    for k, region in enumerate(regions):
+        try:
+            tokens.append(encode_region_tokens(region["bbox_2d"], image.size))
+        except ValueError as err:
+            raise ValueError(f"row {row.get('id', '?')!r}, region {k} ({region.get('label')!r}): {err}") from err
+    return tokens
+
+
+def _question_pieces(row: Mapping[str, Any]) -> list[str]:
+    pieces = str(row["question"]).split(REGION_TOKEN)
+    n = len(row.get("regions") or [])
+    if len(pieces) - 1 != n:
+        raise ValueError(f"row {row.get('id', '?')!r}: question has {len(pieces) - 1} {REGION_TOKEN} tokens "
+                         f"but {n} regions")
+    return pieces
+
+
+def region_frames(row: Mapping[str, Any]) -> list[int] | None:
+    """The frame (counted from 1) of each region of a row that shows several images and places its
+    regions in them (`region_frames`), else None: the regions belong to the one image."""
+    frames = row.get("region_frames")
+    if len(images_of(row)) < 2 or frames is None or not len(row.get("regions") or ()):
+        return None
+    return [int(f) for f in frames]
+
+
+def frame_text(row: Mapping[str, Any], frame: int, region_coords: bool = True) -> str:
+    """The text after image `frame` of a multi-view prompt (`region_frames`): the regions marked in
+    that image, `red box <region>; blue point <region>` ("" when it has none). The built-in model
+    pools a region's features from the last image before its token, so each region follows its
+    own image."""
+    tokens = _region_tokens(row, region_coords)
+    mine = [f"{r['label']} {tok}" for r, tok, f in zip(row["regions"], tokens, region_frames(row) or ())
+            if f == frame]
+    return f"Marked in image {frame}: " + "; ".join(mine) + "." if mine else ""
+
+
 def user_text(row: Mapping[str, Any], region_coords: bool = True, option_style: str = "letter_first") -> str:
     """The question of `row` as the model reads it: each `<region>` followed by its location
     tokens (region_coords=True, the built-in model), then the options, one line each in
-    `option_style` (`OPTION_STYLES`)."""
-    from workbench.tasks.locations import encode_region_tokens
-
-    question = str(row["question"])
-    regions = list(row.get("regions") or [])
-    pieces = question.split(REGION_TOKEN)
-    if len(pieces) - 1 != len(regions):
-        raise ValueError(
-            f"row {row.get('id', '?')!r}: question has {len(pieces) - 1} {REGION_TOKEN} tokens "
-            f"but {len(regions)} regions"
-        )
-    if region_coords and regions:
-        image = row.get("image")
-        if image is None or not hasattr(image, "size"):
-            raise ValueError(f"row {row.get('id', '?')!r}: region coordinates need the row's image")
-        tokens = []
-        for k, region in enumerate(regions):
-            try:
-                tokens.append(encode_region_tokens(region["bbox_2d"], image.size))
-            except ValueError as err:
-                raise ValueError(
-                    f"row {row.get('id', '?')!r}, region {k} ({region.get('label')!r}): {err}"
-                ) from err
+    `option_style` (`OPTION_STYLES`). A multi-view row with `region_coords` (`region_frames`) names
+    its regions after their images (`frame_text`): here the question has its `<region>`s taken out."""
+    pieces = _question_pieces(row)
+    if region_coords and region_frames(row) is not None:
+        # "the red box <region> in image 2" -> "the red box in image 2"
+        text = " ".join(part for part in "".join(pieces).split(" ") if part)
     else:
-        tokens = [REGION_TOKEN] * len(regions)
-    text = pieces[0] + "".join(tok + piece for tok, piece in zip(tokens, pieces[1:]))
+        tokens = _region_tokens(row, region_coords)
+        text = pieces[0] + "".join(tok + piece for tok, piece in zip(tokens, pieces[1:]))
     choices = list(row.get("choices") or [])
     if choices:
         if len(choices) > len(LETTERS):
@@ -181,8 +213,12 @@ def to_messages(
     if task not in QA_TASKS:
         resolve_path(row, path)  # still reject a misspelt path
     user: list[dict[str, Any]] = []
-    for image in images_of(row):
+    interleaved = region_coords and region_frames(row) is not None
+    for frame, image in enumerate(images_of(row), start=1):
         user.append({"type": "image", "image": image} if embed_image else {"type": "image"})
+        marked = frame_text(row, frame, region_coords) if interleaved else ""
+        if marked:
+            user.append({"type": "text", "text": marked})
     user.append({"type": "text", "text": user_text(row, region_coords, option_style)})
     messages = [
         {"role": "system", "content": [{"type": "text", "text": system}]},

@@ -112,8 +112,9 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
         picked = group_by_path(picked, group_size, seed)
     if not 0.0 <= depth_dropout <= 1.0:
         raise ValueError(f"depth_dropout must be in [0, 1], got {depth_dropout!r}")
-    columns = ("id", "task", "image", "regions", "question", "choices", "lor_target", "dtr_target")
-    columns += ("depth", "intrinsics") if depth else ()
+    columns = ("id", "task", "image", "regions", "question", "choices", "lor_target", "dtr_target", "images",
+               "region_frames")
+    columns += ("depth", "intrinsics", "depths") if depth else ()
     columns += ("objects",) if grounding else ()
     kept = [c for c in columns if c in views.column_names(rows)]
     # no copy; geometry (and depth, unless asked) is never read; depth as numpy: python lists of
@@ -123,17 +124,20 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
 
     def make(batch: dict[str, list]) -> dict[str, list]:
         src = source[list(batch["row"])]  # dict of columns, images decoded
-        out: dict[str, list] = {"messages": [], "image": list(src["image"]), "id": list(src["id"]),
+        out: dict[str, list] = {"messages": [], "images": [[image] for image in src["image"]], "id": list(src["id"]),
                                 "task": list(src["task"]), "path": list(batch["path"])}
         for k, (path, region) in enumerate(zip(batch["path"], batch["region"])):
             row = {c: src[c][k] for c in kept}
             if region >= 0:  # a grounding example of one marked region
                 row = grounding_row(row, batch["task"][k], region, seed)
                 out["id"][k], out["task"][k] = row["id"], row["task"]
+            dropped = True
             if depth:  # the same draw for an example in every epoch
                 code = [path_code[path], region + 1]
                 dropped = np.random.default_rng([seed, int(batch["row"][k]), *code]).random() < depth_dropout
-                out["image"][k] = depth_codec.row_image(row, with_depth=not dropped)
+                out["images"][k] = [depth_codec.row_image(row, with_depth=not dropped)]
+            if region < 0 and len(row.get("images") or ()) > 1:  # a multi-view question: every frame, in order
+                row["images"] = out["images"][k] = depth_codec.row_images(row, with_depth=not dropped)
             out["messages"].append(prompts.to_messages(row, "auto" if path == "plain" else path,
                                                        region_coords=region_coords, with_target=True,
                                                        system=system, option_style=option_style))

@@ -63,6 +63,9 @@ SETTINGS_FILE = "grpo_settings.json"
 
 PROMPT_COLUMNS = ("id", "task", "category", "question", "image", "answer", "answer_type", "centers", "path")
 """Dataset columns kept for GRPO (plus `prompt`): what the reward functions and the samples log read."""
+MULTIVIEW_PROMPT_COLUMNS = ("frame_centers", "reference_frame")
+"""Kept besides those from a multi-view build (the multi-view detect reward reads them); its
+prompts carry `images` (every frame of a multi-view row, the one image of another) for `image`."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,6 +99,8 @@ def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system:
     # every column to `add_prompt` in the numpy format); a joined split reads depth as numpy already
     depths = dataset.select_columns(["depth"]).with_format("numpy") if depth and not joined else None
 
+    multi = "view_poses" in names  # a multi-view build: every prompt gets `images`
+
     def add_prompt(row, index):
         path = pairs[index][1]
         out = {"path": path, "prompt": prompts.to_messages(row, path, region_coords=region_coords, system=system,
@@ -104,10 +109,14 @@ def prompt_dataset(dataset, settings: GRPOSettings, region_coords: bool, system:
             out["image"] = depth_codec.row_image({**row, "depth": row["depth"] if joined else depths[index]["depth"]})
         elif joined:  # made from the row's view: stored with the prompt
             out["image"] = row["image"]
+        if multi:
+            image = out.pop("image", row["image"])
+            out["images"] = depth_codec.row_images(row, with_depth=depth) or [image]
         return out
 
     source = dataset if depth and joined else views.remove_columns(dataset, ["depth"])
-    extra = [c for c in source.column_names if c not in PROMPT_COLUMNS]
+    kept = PROMPT_COLUMNS + MULTIVIEW_PROMPT_COLUMNS if multi else PROMPT_COLUMNS
+    extra = [c for c in source.column_names if c not in kept or (multi and c == "image")]
     return source.map(add_prompt, with_indices=True, remove_columns=extra, keep_in_memory=True).with_format(None)
 
 

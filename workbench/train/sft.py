@@ -401,7 +401,7 @@ def collate(processor, examples: Sequence[Mapping[str, Any]], settings: SFTSetti
     """The training batch `make_collator` makes of `examples` (items of `training_examples`):
     input_ids, attention_mask, labels (-100 where there is no loss), pixel_values, image_grid_thw."""
     collator = make_collator(processor, settings or SFTSettings())
-    return collator([{"messages": ex["messages"], "image": ex["image"]} for ex in examples])
+    return collator([{"messages": ex["messages"], "images": ex["images"]} for ex in examples])
 
 
 # ---------------------------------------------------------------------------------------------
