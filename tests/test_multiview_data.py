@@ -427,3 +427,33 @@ def _save_like(train, source: Path, target: Path) -> None:
     stored = train.with_format(None)
     shutil.rmtree(target / "train")
     stored.flatten_indices().save_to_disk(str(target / "train"))
+
+
+def test_evaluation_reports_single_and_multiview_apart(mv_data, tiny, tmp_path):
+    """`workbench eval` on a multi-view build: every frame reaches the model with its own depth,
+    the table has `single_view` and `multi_view` rows and camera-motion accuracy, and the oracle
+    scores 1 on every multi-view row, detect included (against the frame its block names)."""
+    from workbench.eval import evaluate
+    from workbench.eval.evaluate import EvalSettings, ImageReader, load_rows
+    from workbench.model import depth as D
+
+    dd, out, _ = mv_data
+    rows = load_rows(dd, "test_ood")
+    assert all("images" not in r and "depths" not in r for r in rows)  # decoded a batch at a time
+    read = ImageReader(dd).read(rows)
+    multi = [(r, frames) for r, (_, frames) in zip(rows, read) if len(r["view_poses"]) > 1]
+    assert multi and all(len(frames) == len(r["view_poses"]) for r, frames in multi)
+    assert all(D.detach(im)[1] is not None for _, frames in multi for im in frames)
+    model, processor = tiny
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    settings = EvalSettings.from_profile("smoke", splits=("test_ood",), max_examples=0, max_new_tokens=8,
+                                         paths=("dtr", "lor"), baselines=("oracle",))
+    evaluate.evaluate({"tiny": str(model_dir)}, out, tmp_path / "eval", settings, progress=False)
+    table = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    oracle = {(r["path"], r["category"]): r for r in table if r["model"] == "oracle"}
+    assert {("dtr", "multi_view"), ("dtr", "single_view"), ("lor", "camera_motion")} <= set(oracle)
+    assert oracle[("dtr", "multi_view")]["choice_accuracy"] == 1.0
+    assert oracle[("dtr", "multi_view")]["detect_reward"] == 1.0
+    assert oracle[("lor", "camera_motion")]["motion_accuracy"] == 1.0

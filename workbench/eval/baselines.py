@@ -42,6 +42,9 @@ def truth_fields(row: Mapping[str, Any]) -> dict[str, Any]:
         "intrinsics": row.get("intrinsics"),
         "reference_targets": {path: str(row[key]) for path, key in (("lor", "lor_target"), ("dtr", "dtr_target"))
                               if row.get(key)},
+        # a multi-view row: how many frames, each region's center in each, the frame it requires
+        **({"views": len(row["view_poses"]), "frame_centers": row.get("frame_centers") or "{}",
+            "reference_frame": int(row.get("reference_frame") or 0)} if len(row.get("view_poses") or ()) > 1 else {}),
         # a public benchmark's row (`workbench bench`): its name, grouping and gold as it states it
         **{key: row[key] for key in ("benchmark", "group", "official_answer") if row.get(key) is not None},
     }
@@ -61,7 +64,16 @@ def chance_completion(row: Mapping[str, Any], path: str, number_prior: float = 1
 def oracle_completion(row: Mapping[str, Any], path: str) -> str:
     """The exact SPEC format of `path` with the true centers (2 decimals) of the question's
     objects and the answer recomputed from the stored geometry."""
-    from workbench.tasks import questions, traces
+    from workbench.tasks import crossview, questions, traces
+    if crossview.is_multiview(row):  # centers in the reference frame, which the detect block names
+        answer = crossview.recompute_answer(row)
+        if path != "dtr" or not row.get("regions"):
+            return _completion(path, [], "The answer follows from the true geometry.", answer)
+        centers = schema.centers_of(row)
+        boxes = [traces.box3d(centers[r["label"]], row["objects"][r["object_index"]]["name"], r["label"])
+                 for r in row["regions"]]
+        text = _completion(path, boxes, "The answer follows from the true geometry.", answer)
+        return crossview.aligned(text, crossview.reference_frame(row))
     answer = questions.recompute_answer(row)
     boxes = []
     if path == "dtr":

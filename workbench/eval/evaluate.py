@@ -178,7 +178,7 @@ def load_rows(data: Any, split: str, max_examples: int = 0, images: bool = False
         raise ValueError(f"the dataset has no split {split!r}; it has {sorted(data)}")
     ds = data[split]
     indices = select_rows(ds, max_examples)
-    dropped = ("depth",) if images else ("depth", "image")
+    dropped = ("depth", "depths") if images else ("depth", "image", "depths", "images")
     ds = views.remove_columns(ds, dropped).select(indices)
     rows = []
     for i, row in zip(indices, ds):
@@ -201,6 +201,11 @@ class ImageReader:
         self._columns: dict[str, Any] = {}
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> list:
+        return [image for image, _ in self.read(rows)]
+
+    def read(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, list]]:
+        """(image, frames) of each row: its image, and the images of every frame of a multi-view
+        row, each with its own depth (blank: gray), [] for a row with one view."""
         from workbench.model import depth as depth_codec  # torch: only when images are read
 
         out: list = [None] * len(rows)
@@ -210,15 +215,16 @@ class ImageReader:
         for split, ks in by_split.items():
             if split not in self._columns:
                 names = views.column_names(self.data[split])
-                columns = [c for c in ("image", "depth", "intrinsics") if c in names]
-                chosen = views.select_columns(self.data[split], ["image"] if self.blank else columns)
+                wanted = ("image", "images") if self.blank else ("image", "depth", "intrinsics", "images", "depths")
+                chosen = views.select_columns(self.data[split], [c for c in wanted if c in names])
                 self._columns[split] = views.numpy_depth(chosen)  # numpy: far cheaper than lists of floats
             batch = self._columns[split][[int(rows[k]["row_index"]) for k in ks]]
             for j, k in enumerate(ks):
+                row = {c: batch[c][j] for c in batch}
                 if self.blank:
-                    out[k] = blank_image(batch["image"][j])
+                    out[k] = blank_image(row["image"]), [blank_image(im) for im in row.get("images") or ()]
                 else:
-                    out[k] = depth_codec.row_image({c: batch[c][j] for c in batch})
+                    out[k] = depth_codec.row_image(row), depth_codec.row_images(row)
         return out
 
 
@@ -269,7 +275,8 @@ def completions(
                 chunk = indices[start : start + settings.batch_size]
                 batch = [rows[i] for i in chunk]
                 if images is not None:
-                    batch = [{**row, "image": image} for row, image in zip(batch, images(batch))]
+                    read = images.read(batch) if hasattr(images, "read") else [(im, []) for im in images(batch)]
+                    batch = [{**row, "image": image, "images": frames} for row, (image, frames) in zip(batch, read)]
                 texts = M.generate(
                     model,
                     processor,

@@ -23,6 +23,10 @@ a metric has no rows to average over):
   1[|x - g| / |g| < 1 - t]; relative errors and thresholds are rounded to 9 decimals before
   comparing so that float noise never moves a boundary case (x = 1.05, g = 1 fails t = 0.95).
 - `success_25`: share of numeric rows with |x - g| / |g| <= 0.25 (same rounding).
+- `motion_accuracy`: mean camera-motion accuracy reward over `motion` rows (multi-view, issue #24:
+  the exponential score per ground-truth key, averaged); such a row is `correct` when that score
+  is at least `MOTION_CORRECT`. A build with multi-view rows also gets categories `single_view` and
+  `multi_view`, and a multi-view DTR row's centers are matched against the frame its detect block names.
 - `center_error_m`: median, over every (row, ground-truth label) matched as the detect reward
   matches (first predicted 3d_box text containing the label), of the Euclidean distance in m;
   pooled per object, not per row. Rows whose detect block fails to parse match nothing.
@@ -108,6 +112,9 @@ METRIC_COLUMNS = (
 KEY_COLUMNS = ("model", "path", "split", "category")
 MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * k, 2) for k in range(10))
 """t in {0.50, 0.55, ..., 0.95} of the mean relative accuracy."""
+MOTION_CORRECT = math.exp(-0.5)
+"""A camera-motion answer counts as `correct` at this mean score: every key within a quarter of its
+size (exp(-2 * 0.25))."""
 SUCCESS_THRESHOLD = 0.25
 """`success_25`: relative error at most this."""
 AGREEMENT_ABS = 0.05
@@ -268,7 +275,15 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
         path,
         answer_type,
         reward_settings,
+        frame_centers=pred.get("frame_centers"),
+        reference_frame=pred.get("reference_frame"),
     )
+    if path == "dtr" and pred.get("frame_centers"):  # a multi-view row: centers of the frame it names
+        from workbench.tasks import multiview
+        frames = {int(k): v for k, v in json.loads(pred["frame_centers"]).items()}
+        named = multiview.reference_frame(text)
+        if named in frames:
+            gt_centers = {k: [float(c) for c in v] for k, v in frames[named].items()}
     out.update(
         accuracy=score["accuracy"],
         format=score["format"],
@@ -284,6 +299,9 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
         rel = relative_error(x, g)
         out["rel_error"] = rel if math.isfinite(rel) else None
         out["correct"] = success_25(x, g)
+    elif answer_type == "motion":  # every move and turn of the truth within a quarter of its size
+        out["rel_error"] = None
+        out["correct"] = score["accuracy"] >= MOTION_CORRECT
     else:
         out["rel_error"] = None
         out["correct"] = stated is not None and rewards.normalize_choice(stated) == rewards.normalize_choice(
@@ -300,7 +318,7 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
 
     out["label_recall"] = label_recall(text, pred.get("regions") or [])
     stated_option = (
-        None if answer_type == "number" else stated_option_of(text, pred.get("choices") or [])
+        stated_option_of(text, pred.get("choices") or []) if answer_type == "choice" else None
     )
     out["stated_option"] = None if stated_option is None else list(stated_option)
     reference = (pred.get("reference_targets") or {}).get(path)
@@ -338,8 +356,9 @@ def score_predictions(
 
 def group_metrics(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The metric columns of one group of scored predictions (see the module docstring)."""
-    choice = [p for p in scored if p["answer_type"] != "number"]
+    choice = [p for p in scored if p["answer_type"] not in ("number", "motion")]
     number = [p for p in scored if p["answer_type"] == "number"]
+    motion = [p for p in scored if p["answer_type"] == "motion"]
     dtr = [p for p in scored if p["resolved_path"] == "dtr"]
     values = []
     for p in number:
@@ -353,6 +372,7 @@ def group_metrics(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "choice_accuracy": _mean([float(bool(p["correct"])) for p in choice]),
         "number_mra": _mean([mean_relative_accuracy(x, g) for x, g in values]),
         "success_25": _mean([float(success_25(x, g)) for x, g in values]),
+        **({"motion_accuracy": _mean([p["accuracy"] for p in motion])} if motion else {}),
         "center_error_m": median(errors),
         "detect_reward": _mean([p["detect"] for p in dtr if p.get("detect") is not None]),
         "format_rate": _mean([float(p["format"]) for p in scored]),
@@ -462,14 +482,19 @@ def aggregate(scored: Iterable[Mapping[str, Any]]) -> list[dict]:
     models = list(dict.fromkeys(str(p["model"]) for p in scored))
     categories = (
         "all",
+        "single_view",
+        "multi_view",
         *schema.NUMERIC_CATEGORIES,
         *schema.CHOICE_CATEGORIES,
         *schema.GENERAL_ONLY_CATEGORIES,
     )
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    multi = any(int(p.get("views") or 1) > 1 for p in scored)
     for p in scored:
         base = (str(p["model"]), p["path"], p["split"])
         groups.setdefault((*base, "all"), []).append(p)
+        if multi:  # single- and multi-view apart (issue #24)
+            groups.setdefault((*base, "multi_view" if int(p.get("views") or 1) > 1 else "single_view"), []).append(p)
         groups.setdefault((*base, p["category"]), []).append(p)
     keys = sorted(
         groups,

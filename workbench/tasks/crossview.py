@@ -230,10 +230,19 @@ def dtr_target(row: Mapping[str, Any], rng: np.random.Generator | None = None, s
     if row["category"] == MOTION:
         return lor_target(row, rng, style)
     frame = reference_frame(row)
-    single = traces.dtr_target(in_frame(row, frame), rng, style)
+    return aligned(traces.dtr_target(in_frame(row, frame), rng, style), frame)
+
+
+def aligned(dtr_text: str, frame: int) -> str:
+    """A DTR text (`traces.dtr`) whose detect block opens as multi-view DTR's does, naming `frame`.
+
+    >>> aligned("<detect>Find 1 relevant object:", 2)
+    '<detect>After aligning to the reference frame 2, find 1 relevant object:'
+    """
     head = "<detect>Find "
-    assert single.startswith(head), single[:40]
-    return f"{multiview.FRAME_PREFIX}{frame}, find " + single[len(head):]
+    if not dtr_text.startswith(head):
+        raise ValueError(f"not a DTR text: {dtr_text[:40]!r}")
+    return f"{multiview.FRAME_PREFIX}{frame}, find " + dtr_text[len(head):]
 
 
 def lor_target(row: Mapping[str, Any], rng: np.random.Generator | None = None, style: str = "numbers_first") -> str:
