@@ -457,3 +457,18 @@ def test_evaluation_reports_single_and_multiview_apart(mv_data, tiny, tmp_path):
     assert oracle[("dtr", "multi_view")]["choice_accuracy"] == 1.0
     assert oracle[("dtr", "multi_view")]["detect_reward"] == 1.0
     assert oracle[("lor", "camera_motion")]["motion_accuracy"] == 1.0
+
+
+def test_the_3d_view_shows_every_camera_and_moves_predictions_to_frame_1(mv_data):
+    from workbench.viz import scenes as V
+
+    dd, _, _ = mv_data
+    row = next(r for r in multiview_rows(dd) if r["regions"] and crossview.reference_frame(r) != 1)
+    fig = V.scene_figure(row, row["dtr_target"], frame="world")
+    names = [t.name for t in fig.data]
+    assert [n for n in names if n.startswith("camera")] == [f"camera {f} (image {f})"
+                                                           for f in range(1, len(row["view_poses"]) + 1)]
+    errors = [n for n in names if n.startswith("error ")]  # the target's own centers: 2-decimal rounding off
+    assert len(errors) == len(row["regions"]) and all(float(n.split(": ")[1][:-2]) <= 0.01 for n in errors)
+    eye = next(t for t in fig.data if t.name == "camera 2 (image 2)")
+    assert np.allclose([eye.x[6], eye.y[6], eye.z[6]], np.asarray(row["view_poses"][1])[:3, 3], atol=1e-9)

@@ -292,6 +292,10 @@ def center_matches(
 # ----------------------------------------------------------------------------- 3D scene
 
 
+VIEW_COLORS = ("#1f77b4", "#2ca02c", "#9467bd")
+"""Frustum colors of the further cameras of a multi-view row (frame 1's is gray)."""
+
+
 def scene_figure(
     row: Mapping[str, Any],
     predicted_centers: Mapping[str, Sequence[float]] | str | None = None,
@@ -310,7 +314,10 @@ def scene_figure(
     `ground-truth centers` (every object, text = description [region labels]); with
     `predicted_centers` ({text: xyz}, a JSON string or a DTR completion), `predicted centers`
     and one `error <label>: <d> m` line per matched ground-truth label (from the prediction to
-    the truth, matched like the detect reward); with `show_camera`, `camera` (frustum).
+    the truth, matched like the detect reward); with `show_camera`, `camera` (frustum). A
+    multi-view row is drawn in frame 1's camera coordinates (its objects' frame) with one frustum
+    per frame (`camera K (image K)`), and its predicted centers are moved there from the frame
+    their detect block names (or the row's reference frame).
 
     `max_depth="auto"` keeps the points up to 1.5 m beyond the farthest object center, so that
     a floor seen to the horizon does not shrink the objects to a dot; None keeps every point.
@@ -374,8 +381,19 @@ def scene_figure(
         )
 
     predicted = as_centers(predicted_centers)
+    truth = centers_of(row)
+    poses = list(row.get("view_poses") or ())
+    if len(poses) > 1:  # multi-view: everything drawn in frame 1's camera coordinates
+        from workbench.tasks import crossview, multiview
+        frames = {int(k): v for k, v in json.loads(row.get("frame_centers") or "{}").items()}
+        truth = frames.get(1, truth)
+        named = (multiview.reference_frame(predicted_centers) if isinstance(predicted_centers, str) else None) \
+            or crossview.reference_frame(row)
+        if predicted and 1 <= named <= len(poses):
+            predicted = {t: [float(v) for v in multiview.to_frame(xyz, poses[named - 1], poses[0])]
+                         for t, xyz in predicted.items()}
     if predicted:
-        matches = center_matches(predicted, centers_of(row))
+        matches = center_matches(predicted, truth)
         dist = {m["text"]: m for m in matches}
         texts = list(predicted)
         pts = to_frame(np.array([predicted[t] for t in texts]).reshape(-1, 3), row, frame)
@@ -422,11 +440,23 @@ def scene_figure(
             go.Scatter3d(
                 **_xyz(frustum_lines(row, depth, frame)),
                 mode="lines",
-                name="camera",
+                name="camera" if len(poses) < 2 else "camera 1 (image 1)",
                 line=dict(color="#555555", width=3),
                 hoverinfo="name",
             )
         )
+        for f, pose in enumerate(poses[1:], start=2):  # the other frames' cameras, seen from frame 1
+            from workbench.tasks import multiview
+            lines = multiview.to_frame(frustum_lines(row, depth, "camera"), pose, poses[0])
+            traces.append(
+                go.Scatter3d(
+                    **_xyz(to_frame(lines, row, frame)),
+                    mode="lines",
+                    name=f"camera {f} (image {f})",
+                    line=dict(color=VIEW_COLORS[(f - 2) % len(VIEW_COLORS)], width=3),
+                    hoverinfo="name",
+                )
+            )
 
     fig = go.Figure(data=traces)
     xt, yt, zt = AXIS_TITLES[frame]
