@@ -94,15 +94,15 @@ def reference_frame(row: Mapping[str, Any]) -> int:
 
 def in_frame(row: Mapping[str, Any], frame: int) -> dict[str, Any]:
     """`row` as a single-view row seen from `frame`: object centers in that frame's camera
-    coordinates (unrounded, from the stored frame-1 centers), its camera_to_world, the single-view
-    category (`AS_SINGLE`). Boxes stay frame 1's; the single-view rules used here do not read them."""
+    coordinates (unrounded, from the stored frame-1 centers), its camera_to_world (its only pose),
+    the single-view category (`AS_SINGLE`). Boxes stay frame 1's; the single-view rules used here do not read them."""
     poses = row["view_poses"]
     if not 1 <= frame <= len(poses):
         raise ValueError(f"row {row.get('id')!r} has frames 1..{len(poses)}, not {frame}")
     first, pose = poses[0], poses[frame - 1]
     objects = [{**o, "center": [float(v) for v in multiview.to_frame(o["center"], first, pose)]}
                for o in row["objects"]]
-    return {**row, "objects": objects, "camera_to_world": pose,
+    return {**row, "objects": objects, "camera_to_world": pose, "view_poses": [pose],
             "category": AS_SINGLE.get(row["category"], row["category"])}
 
 

@@ -155,6 +155,9 @@ def recompute_answer(row: Mapping[str, Any]) -> str | None:
     for `caption`: None.
     """
     task, category = row["task"], row["category"]
+    if len(row.get("view_poses") or ()) > 1:  # a question across views: its own rules, through these
+        from workbench.tasks import crossview
+        return crossview.recompute_answer(row)
     if task == "caption":
         return None
     if task in ("ground_3d", "ground_2d"):

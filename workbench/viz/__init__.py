@@ -59,6 +59,7 @@ from workbench.viz.scenes import (
     box_corners,
     camera_to_world,
     center_matches,
+    frames_image,
     frustum_lines,
     image_png,
     image_with_marks,
@@ -71,4 +72,4 @@ from workbench.viz.scenes import (
 )
 from workbench.viz.traces import answers_html, examples_html, question_html, trace_html
 
-__all__ = ['FRAMES', 'AXIS_TITLES', 'AUTO_DEPTH_MARGIN', 'PALETTE', 'PRED_COLOR', 'GT_COLOR', 'row_image', 'image_png', 'row_depth', 'camera_to_world', 'to_frame', 'object_label', 'point_cloud', 'box_corners', 'frustum_lines', 'as_centers', 'center_matches', 'scene_figure', 'image_with_marks', 'trace_html', 'question_html', 'examples_html', 'answers_html', 'METRICS', 'METRIC_KEYS', 'metric_value', 'filter_rows', 'metric_table', 'category_bars', 'path_comparison', 'PANELS', 'STAGE_PANELS', 'STAGES', 'PANEL_TITLES', 'check_stage', 'panel_of', 'log_series', 'loss_curve', 'dashboard_layout', 'empty_dashboard', 'panel_cell', 'panel_legend', 'reward_dashboard', 'training_dashboard']
+__all__ = ['FRAMES', 'AXIS_TITLES', 'AUTO_DEPTH_MARGIN', 'PALETTE', 'PRED_COLOR', 'GT_COLOR', 'row_image', 'image_png', 'row_depth', 'camera_to_world', 'to_frame', 'object_label', 'point_cloud', 'box_corners', 'frames_image', 'frustum_lines', 'as_centers', 'center_matches', 'scene_figure', 'image_with_marks', 'trace_html', 'question_html', 'examples_html', 'answers_html', 'METRICS', 'METRIC_KEYS', 'metric_value', 'filter_rows', 'metric_table', 'category_bars', 'path_comparison', 'PANELS', 'STAGE_PANELS', 'STAGES', 'PANEL_TITLES', 'check_stage', 'panel_of', 'log_series', 'loss_curve', 'dashboard_layout', 'empty_dashboard', 'panel_cell', 'panel_legend', 'reward_dashboard', 'training_dashboard']

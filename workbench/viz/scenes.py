@@ -482,6 +482,24 @@ def _data_uri(img: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def frames_image(row: Mapping[str, Any], gap: int = 6) -> Image.Image:
+    """Every image of a multi-view row side by side, each with its own regions' marks (`images`),
+    `image K` written under frame K; a single-view row's image as it is."""
+    from PIL import ImageDraw
+
+    images = list(row.get("images") or ()) or [row_image(row)]
+    if len(images) == 1:
+        return images[0]
+    w, h = max(im.width for im in images), max(im.height for im in images)
+    caption = 14
+    canvas = Image.new("RGB", (len(images) * w + (len(images) - 1) * gap, h + caption), "white")
+    draw = ImageDraw.Draw(canvas)
+    for k, im in enumerate(images):
+        canvas.paste(im.convert("RGB"), (k * (w + gap), 0))
+        draw.text((k * (w + gap) + 2, h + 1), f"image {k + 1}", fill=(40, 40, 40))
+    return canvas
+
+
 def image_with_marks(
     row: Mapping[str, Any], show_regions: bool = False, show_objects: bool = False, height: int = 360
 ) -> go.Figure:
