@@ -98,7 +98,7 @@ def _outputs(c: Comparison) -> tuple:
         viz.trace_html(c.completions["dtr"], centers, title="DTR: detect, then reason"),
         _summary(c),
         c.figure(),
-        enlarge(viz.row_image(c.row)),
+        enlarge(viz.frames_image(c.row)),
         "",
     )
 
@@ -145,7 +145,7 @@ def build_app(engine: DemoEngine) -> gr.Blocks:
     def preview(split: str, index: float) -> tuple:
         def show():
             row = engine.example(split, index)
-            return ("", "", "", "", _question(row), None, enlarge(viz.row_image(row)), "")
+            return ("", "", "", "", _question(row), None, enlarge(viz.frames_image(row)), "")
         return _answered(show)
 
     def browse(split: str) -> tuple:

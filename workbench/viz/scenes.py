@@ -54,9 +54,10 @@ def row_image(row: Mapping[str, Any]) -> Image.Image:
 
 
 def image_png(row: Mapping[str, Any]) -> bytes:
-    """PNG bytes of the row's image (for `ipywidgets.Image` and HTML)."""
+    """PNG bytes of the row's image, or of every image of a multi-view row side by side
+    (`frames_image`), for `ipywidgets.Image` and HTML."""
     buf = io.BytesIO()
-    row_image(row).save(buf, format="PNG")
+    frames_image(row).save(buf, format="PNG")
     return buf.getvalue()
 
 
