@@ -195,10 +195,11 @@ class SFTSettings:
                 copy_warmup_batch_size=8,
             ),
             # the real small run on 2 CPU cores, on the default data (three relations, region
-            # questions, both paths), from the run's base model: 7,200 steps of 8 hold 1.7 passes over
-            # the 16,800 questions and one over their 33,600 region -> 3D center examples (the
-            # grounding blended, as the paper's cold start keeps it), ~41 minutes. At lr 1e-3 without
-            # grounding SFT overwrote the base model's grounding; lr 3e-4 with it blended kept it
+            # questions, both paths), from the run's base model: 7,200 steps of 8 are 1.7 passes over
+            # 33,600 examples, the 16,800 questions (each row on both paths) and a region -> 3D center
+            # example for each region they mark (the grounding blended, as the paper's cold start
+            # keeps it), ~41 minutes. At lr 1e-3 without grounding SFT overwrote the base model's
+            # grounding; lr 3e-4 with it blended kept it
             # (median center error 0.17 / 0.15 / 0.37 m on val / test / test_ood; docs/experiments.md,
             # "The base stage's length"; issue #19). A fresh model's copy warm-up keeps the rate it was
             # measured at. `letter_after` options make the answer letter a copy of the trace's conclusion
