@@ -1,4 +1,4 @@
-"""Multi-view DTR's reward rules (issue #24, item 3): the frame rule, both flaws of the released
+"""Multi-view DTR's reward rules (issue #24, item 3; `workbench.tasks.rewards`, "Multi-view rules"): the frame rule, both flaws of the released
 code (fixed by default, reproduced under `released=True`), camera-motion accuracy; fuzzing."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.tasks import multiview as mv
+from workbench.tasks import rewards as mv  # the multi-view rules live with the other rewards
 
 TRUTH = {str(k): {"red box": [0.1 * k, -0.5, 2.0 + k], "blue point": [-0.3, 0.2, 1.0 + k]} for k in range(1, 13)}
 """Each region's center in each of 12 frames' camera coordinates (frames counted from 1)."""

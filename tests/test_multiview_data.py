@@ -133,7 +133,7 @@ def test_targets_score_full_reward_and_name_their_frame(mv_data):
             assert score["accuracy"] == 1.0 and score["overall"] == 1.0
             continue
         frame = crossview.reference_frame(row)
-        assert multiview.reference_frame(dtr) == frame
+        assert rewards.reference_frame(dtr) == frame
         if row["category"] in crossview.VIEWPOINT_CATEGORIES:
             assert row["reference_frame"] == frame and f"image {frame}," in row["question"]
         score = rewards.score(dtr, row["answer"], row["centers"], "dtr", row["answer_type"],
@@ -144,7 +144,7 @@ def test_targets_score_full_reward_and_name_their_frame(mv_data):
         for other in range(1, len(row["view_poses"]) + 1):
             if other != frame:
                 swapped = dtr.replace(f"reference frame {frame},", f"reference frame {other},")
-                value = multiview.frame_detect(swapped, json.loads(row["frame_centers"]), row["reference_frame"] or None)
+                value = rewards.frame_detect(swapped, json.loads(row["frame_centers"]), row["reference_frame"] or None)
                 assert value < 1.0
 
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench.tasks import rewards
+from workbench.tasks import parsing, rewards
 from workbench.tasks.rewards import (
     RewardFunc,
     RewardSettings,
@@ -505,10 +505,10 @@ def test_scans_agree_with_the_literal_regexes(raw):
     assert text == ref_normalize(raw)
     assert normalize(text) == text
     for path in ("lor", "dtr"):
-        assert rewards._format_ok(text, path) == ref_format(text, path)
+        assert parsing._format_ok(text, path) == ref_format(text, path)
     answer = re.search(r"<answer>(.*?)</answer>", text, re.S)
     assert parse_answer(raw) == (answer.group(1).strip() if answer else None)
-    assert rewards._boxes(text) == ref_boxes(text)
+    assert parsing._boxes(text) == ref_boxes(text)
 
 
 # ----------------------------------------------------------------------------- fuzzing and adversarial input

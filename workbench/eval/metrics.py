@@ -279,9 +279,8 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
         reference_frame=pred.get("reference_frame"),
     )
     if path == "dtr" and pred.get("frame_centers"):  # a multi-view row: centers of the frame it names
-        from workbench.tasks import multiview
         frames = {int(k): v for k, v in json.loads(pred["frame_centers"]).items()}
-        named = multiview.reference_frame(text)
+        named = rewards.reference_frame(text)
         if named in frames:
             gt_centers = {k: [float(c) for c in v] for k, v in frames[named].items()}
     out.update(

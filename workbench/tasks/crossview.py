@@ -21,7 +21,7 @@ matching category (`AS_SINGLE`), so the single-view exactness tests carry over.
 
 Targets: the DTR target picks the reference frame (the named one; for distances and heights the
 frame of the first region), writes every center in that frame's camera coordinates under the
-multi-view detect opening (`multiview.FRAME_PREFIX`), then reasons exactly as a single view does on
+multi-view detect opening (`rewards.FRAME_PREFIX`), then reasons exactly as a single view does on
 those numbers. The LOR target states the same quantities in words. Camera motion has no object to
 detect: both its targets are the LOR trace.
 """
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from workbench import schema
-from workbench.tasks import multiview, questions, traces
+from workbench.tasks import multiview, questions, rewards, traces
 from workbench.tasks import vocab as Q
 from workbench.world.scenes import world_from_camera
 
@@ -46,7 +46,7 @@ AS_SINGLE = {"cross_distance": "distance", "cross_left_right": "left_right",
 """The single-view category whose rule answers a cross-view one, in the reference frame."""
 VIEWPOINT_CATEGORIES = ("cross_left_right", "cross_front_behind")
 """Categories whose answer depends on the viewpoint: the question names its frame, and a detect
-block aligned to another frame scores 0 (`multiview.frame_detect`'s `required_frame`)."""
+block aligned to another frame scores 0 (`rewards.frame_detect`'s `required_frame`)."""
 MOTION = "camera_motion"
 NOT_IN_FRAME_1 = [0, 0, 0, 0]
 """`bbox_2d` of a multi-view row's object that frame 1 does not show."""
@@ -242,7 +242,7 @@ def aligned(dtr_text: str, frame: int) -> str:
     head = "<detect>Find "
     if not dtr_text.startswith(head):
         raise ValueError(f"not a DTR text: {dtr_text[:40]!r}")
-    return f"{multiview.FRAME_PREFIX}{frame}, find " + dtr_text[len(head):]
+    return f"{rewards.FRAME_PREFIX}{frame}, find " + dtr_text[len(head):]
 
 
 def lor_target(row: Mapping[str, Any], rng: np.random.Generator | None = None, style: str = "numbers_first") -> str:

@@ -149,15 +149,13 @@ def _answer(category: str, cams, sizes, row: Mapping[str, Any], labels: Sequence
 
 
 def recompute_answer(row: Mapping[str, Any]) -> str | None:
-    """The answer of a question row recomputed from its stored geometry (objects, camera).
+    """The answer of a question row recomputed from its stored geometry (objects, camera); a
+    multi-view row's is `crossview.recompute_answer`.
 
     For `ground_3d` / `ground_2d` rows: the target text (the object's center / visible 2D box);
     for `caption`: None.
     """
     task, category = row["task"], row["category"]
-    if len(row.get("view_poses") or ()) > 1:  # a question across views: its own rules, through these
-        from workbench.tasks import crossview
-        return crossview.recompute_answer(row)
     if task == "caption":
         return None
     if task in ("ground_3d", "ground_2d"):

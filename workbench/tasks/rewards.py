@@ -34,41 +34,50 @@ Decisions where the SPEC is silent (each also stated where it is implemented):
    ground-truth centers); `centers` is ignored on the LOR path.
 6. `completion=None` scores 0 everywhere; a bad ground truth (answer, centers, path) raises
    ValueError naming it, since it is a data bug and not something a policy can emit.
+
+Multi-view rows (issue #24; section "Multi-view rules" below): `reference_frame`, `frame_detect`
+(the detect reward against the centers of the frame a detect block names) and
+`camera_motion_accuracy`; `score` and the TRL functions apply them to rows with `frame_centers`
+and to `answer_type="motion"`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from workbench.schema import PATHS, centers_of
 
-TAGS = ("<detect>", "</detect>", "<think>", "</think>", "<answer>", "</answer>")
-"""The tags of both output formats (SPEC section 2), after `normalize`."""
-
-ANSWER_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-"""Each must occur exactly once for accuracy (both paths) and for the LOR format."""
+# the parsing helpers, re-exported: evaluation, viz and the demo read completions through `rewards`
+from workbench.tasks.parsing import (
+    ANSWER_TAGS,
+    CAMERA_KEYS,  # noqa: F401 - re-exported
+    FRAME_PREFIX,  # noqa: F401 - re-exported
+    TAGS,  # noqa: F401 - re-exported
+    _between,
+    _check_path,
+    _format_ok,
+    _predictions,
+    camera_moves,
+    completion_text,
+    format_ok,  # noqa: F401 - re-exported
+    match_centers,
+    normalize,
+    parse_answer,  # noqa: F401 - re-exported
+    parse_centers,  # noqa: F401 - re-exported
+    parse_number,
+    reference_frame,
+    tag_counts,  # noqa: F401 - re-exported
+)
 
 CHOICE_LETTERS = ("A", "B", "C", "D", "E")
 """A ground truth that is one of these letters is a choice answer."""
 
 CENTER_STEPS = ((0.1, 1.0), (0.2, 0.8), (0.3, 0.6), (0.4, 0.4), (0.6, 0.2), (1.0, 0.1))
 """(upper bound in m, score) of the discrete center reward: the first d < bound wins, else 0."""
-
-_WS = re.compile(r"\s+")  # a maximal run: no backtracking, one match per run
-_BARE_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# Unambiguous: digits after the point only follow a mandatory point, so a failed fullmatch
-# backtracks each quantifier once (linear), unlike `\d+\.?\d*`.
-_AROUND_SPECIAL = re.compile(r"(?<=[<>/])\s+|(?<!\s)\s+(?=[<>/])")
-# Linear: a run after < > / is taken whole by the first branch; the second only starts at the
-# beginning of a run (`(?<!\s)`), so a run followed by nothing special is scanned once, not once
-# per position as in the quadratic `\s*([<>/])\s*`.
-_BOX_OPEN, _BOX_MID, _BOX_CLOSE = '<3d_box center="', '">', "</3d_box>"
-
 
 @dataclass(frozen=True)
 class RewardSettings:
@@ -86,7 +95,7 @@ class RewardSettings:
     0.8, format 0.2): the ablation of the paper's discrete center reward (issue #23)."""
     released_multiview: bool = False
     """True: multi-view detect scores as the released reward code computes them, both of its flaws
-    included (`multiview.frame_detect(released=True)`), for exact comparison with it."""
+    included (`frame_detect(released=True)`), for exact comparison with it."""
 
     def __post_init__(self):
         if self.center_reward not in ("step", "exp"):
@@ -97,152 +106,6 @@ class RewardSettings:
             raise ValueError(
                 f"detect_denominator must be 'predicted' or 'max', got {self.detect_denominator!r}"
             )
-
-
-# ----------------------------------------------------------------------------- parsing helpers
-
-
-def completion_text(completion: Any) -> str | None:
-    """The text of a completion as TRL passes it: a string, or a list of chat messages.
-
-    >>> completion_text([{"role": "assistant", "content": "<answer>B</answer>"}])
-    '<answer>B</answer>'
-    """
-    if completion is None or isinstance(completion, str):
-        return completion
-    if isinstance(completion, Sequence) and all(isinstance(m, Mapping) for m in completion):
-        if not completion:
-            return ""
-        # The reply is the last assistant message (tool calls may precede it).
-        replies = [m for m in completion if m.get("role", "assistant") == "assistant"] or list(completion)
-        content = replies[-1].get("content")
-        if content is None or isinstance(content, str):
-            return content
-        if isinstance(content, Sequence):  # multimodal parts [{"type": "text", "text": ...}]
-            parts = [p.get("text") for p in content if isinstance(p, Mapping)]
-            return "".join(t for t in parts if isinstance(t, str))
-    raise TypeError(
-        f"a completion must be a string or a list of chat messages, got {type(completion).__name__}"
-    )
-
-
-def normalize(completion: str) -> str:
-    """Remove white space around `<`, `>` and `/` (SPEC section 4), in linear time.
-
-    >>> normalize("< think > a / b </ think >\\n<answer> C </answer>")
-    '<think>a/b</think><answer>C</answer>'
-    """
-    return _AROUND_SPECIAL.sub("", completion)
-
-
-def tag_counts(completion: str) -> dict[str, int]:
-    """How often each tag of `TAGS` occurs in the normalized completion.
-
-    >>> tag_counts("<think>a</think><think>")["<think>"]
-    2
-    """
-    text = normalize(completion)
-    return {tag: text.count(tag) for tag in TAGS}
-
-
-def _between(text: str, open_: str, close: str) -> str | None:
-    """Group 1 of the first `open_(.*?)close` (dot matches newlines), or None."""
-    i = text.find(open_)
-    if i < 0:
-        return None
-    j = text.find(close, i + len(open_))
-    # If the first opener has no closer after it, no later opener has one either.
-    return None if j < 0 else text[i + len(open_) : j]
-
-
-def parse_answer(completion: str) -> str | None:
-    """The first `<answer>(.*?)</answer>` of the normalized completion, stripped; None if absent.
-
-    Tag counts are not checked here (accuracy checks them).
-
-    >>> parse_answer("<think>x</think> <answer> (b) </answer>")
-    '(b)'
-    """
-    answer = _between(normalize(completion), "<answer>", "</answer>")
-    return None if answer is None else answer.strip()
-
-
-def parse_number(text: str) -> float | None:
-    """`text` as a finite float if it is a bare ASCII float literal (after strip), else None.
-
-    >>> [parse_number(s) for s in ("0.72", "+3", "1e2", " 2. ", "3 m", "nan", "inf", "1e999999")]
-    [0.72, 3.0, 100.0, 2.0, None, None, None, None]
-    """
-    text = text.strip()
-    if not _BARE_FLOAT.fullmatch(text):
-        return None
-    value = float(text)
-    return value if math.isfinite(value) else None  # 1e999999 overflows to inf
-
-
-def _parse_center(text: str) -> tuple[float, float, float] | None:
-    parts = text.split(",")
-    if len(parts) != 3:
-        return None
-    xyz = tuple(parse_number(p) for p in parts)
-    return None if None in xyz else xyz  # type: ignore[return-value]
-
-
-def _boxes(text: str) -> list[tuple[str, str]] | None:
-    """(center text, box text) of each `<3d_box center="(.*?)">(.*?)</3d_box>` inside the first
-    `<detect>(.*?)</detect>`, in order; None when there is no detect block."""
-    block = _between(text, "<detect>", "</detect>")
-    if block is None:
-        return None
-    boxes, pos = [], 0
-    while (i := block.find(_BOX_OPEN, pos)) >= 0:
-        j = block.find(_BOX_MID, i + len(_BOX_OPEN))
-        k = block.find(_BOX_CLOSE, j + len(_BOX_MID)) if j >= 0 else -1
-        if k < 0:  # no later opener can be closed either
-            break
-        boxes.append((block[i + len(_BOX_OPEN) : j], block[j + len(_BOX_MID) : k]))
-        pos = k + len(_BOX_CLOSE)
-    return boxes
-
-
-def _predictions(text: str) -> dict[str, tuple[float, float, float]] | None:
-    found = {}
-    for center, label in _boxes(text) or ():
-        xyz = _parse_center(center)
-        if xyz is None:
-            return None
-        found[label] = xyz  # a repeated text keeps the last center (and its first position)
-    return found
-
-
-def parse_centers(completion: str) -> dict[str, tuple[float, float, float]] | None:
-    """Predicted centers {box text: (x, y, z)} of the 3d_boxes inside `<detect>`.
-
-    {} when there is no detect block or no box; None when any center fails to parse.
-
-    >>> parse_centers('<detect><3d_box center="0.31,-0.27,1.3">cube (red box)</3d_box></detect>')
-    {'cube (red box)': (0.31, -0.27, 1.3)}
-    >>> parse_centers('<detect><3d_box center="1,2">cube (red box)</3d_box></detect>') is None
-    True
-    """
-    return _predictions(normalize(completion))
-
-
-def match_centers(
-    predicted: Mapping[str, Sequence[float]], labels: Sequence[str]
-) -> dict[str, tuple[float, float, float]]:
-    """{label: center of the first prediction whose text contains the label} for labels that match.
-
-    >>> match_centers({"cube (red box)": (0, 0, 1), "ball (blue box)": (1, 0, 1)}, ["blue box", "green box"])
-    {'blue box': (1, 0, 1)}
-    """
-    matched = {}
-    for label in labels:
-        for text, xyz in predicted.items():
-            if label in text:
-                matched[label] = tuple(xyz)
-                break
-    return matched
 
 
 def center_score(distance: float, settings: RewardSettings | None = None) -> float:
@@ -259,59 +122,7 @@ def center_score(distance: float, settings: RewardSettings | None = None) -> flo
     return next((s for bound, s in CENTER_STEPS if distance < bound), 0.0)
 
 
-def _full_match(text: str, pairs: Sequence[tuple[str, str]]) -> bool:
-    """Whether `text` fully matches `o1.*?c1\\s*o2.*?c2 ... \\s*on.*?cn` (dot matches newlines).
-
-    Taking, at each `ck\\s*o(k+1)` junction, its earliest occurrence is optimal (the `.*?` gaps are
-    free and an earlier junction never ends later), and the white-space runs scanned after the
-    candidate `ck` are disjoint, so this is linear.
-    """
-    if not text.startswith(pairs[0][0]):
-        return False
-    pos = len(pairs[0][0])
-    for (_, close), (open_, _) in zip(pairs, pairs[1:]):
-        q = text.find(close, pos)
-        while q >= 0:
-            m = _WS.match(text, q + len(close))
-            after = m.end() if m else q + len(close)
-            if text.startswith(open_, after):
-                pos = after + len(open_)
-                break
-            q = text.find(close, q + 1)
-        else:
-            return False
-    last = pairs[-1][1]
-    return text.endswith(last) and len(text) - len(last) >= pos
-
-
-_FORMAT_PAIRS = {
-    "lor": (("<think>", "</think>"), ("<answer>", "</answer>")),
-    "dtr": (("<detect>", "</detect>"), ("<think>", "</think>"), ("<answer>", "</answer>")),
-}
-
-
-def _format_ok(text: str, path: str) -> bool:
-    if path == "lor" and any(text.count(tag) != 1 for tag in ANSWER_TAGS):
-        return False  # DTR: the full match alone (decision 1)
-    return _full_match(text, _FORMAT_PAIRS[path])
-
-
-def format_ok(completion: str, path: str) -> bool:
-    """Whether the completion has the format of `path` (SPEC section 4).
-
-    >>> format_ok("<think>a</think>\\n<answer>B</answer>", "lor"), format_ok("<answer>B</answer>", "lor")
-    (True, False)
-    """
-    return _format_ok(normalize(completion), _check_path(path))
-
-
 # ----------------------------------------------------------------------------- ground truth
-
-
-def _check_path(path: str) -> str:
-    if path not in PATHS:
-        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-    return path
 
 
 def normalize_choice(text: str) -> str:
@@ -359,8 +170,7 @@ def _ground_truth(answer: Any, answer_type: str | None) -> tuple[str, Any]:
     if answer_type == "text":
         return "text", text.strip().casefold()
     if answer_type == "motion":
-        from workbench.tasks import multiview
-        if not multiview.camera_moves(text):
+        if not camera_moves(text):
             raise ValueError(f"ground-truth camera motion {answer!r} has no key:value pair")
         return "motion", text
     raise ValueError(f"answer_type must be choice, number, text, motion or None, got {answer_type!r}")
@@ -407,8 +217,7 @@ def _accuracy(text: str, kind: str, truth: Any) -> float:
         # |x - g| can overflow to inf for huge finite x; exp(-inf) = 0, never nan.
         value = 0.0 if x is None else math.exp(-2.0 * abs(x - truth) / (abs(truth) + 0.01))
     elif kind == "motion":
-        from workbench.tasks import multiview
-        value = multiview.camera_motion_accuracy(answer, truth)
+        value = camera_motion_accuracy(answer, truth)
     else:
         value = float(answer.casefold() == truth)
     return round(value, 2)
@@ -416,7 +225,7 @@ def _accuracy(text: str, kind: str, truth: Any) -> float:
 
 def detect_score(completion: str, truth: Mapping[str, Sequence[float]], settings: RewardSettings | None = None) -> float:
     """The SPEC detect reward of a completion against centers {label: [x, y, z]} (multi-view
-    rules call it with the centers of the frame a completion names: `tasks.multiview`)."""
+    rules call it with the centers of the frame a completion names: `frame_detect`)."""
     return _detect(normalize(completion), truth, settings or RewardSettings())
 
 
@@ -447,7 +256,7 @@ def _frames(frame_centers: Any) -> dict[int, dict[str, tuple[float, float, float
 
 def _components(completion, answer, centers, path, answer_type, settings, frame_centers=None, reference_frame=None):
     """(components, weights) of one row; both dicts share keys and order. A multi-view row (with
-    `frame_centers`) scores its detect block against the frame it names (`multiview.frame_detect`;
+    `frame_centers`) scores its detect block against the frame it names (`frame_detect`;
     `reference_frame` > 0: the frame the question requires)."""
     kind, truth = _ground_truth(answer, answer_type)
     truth_centers = _ground_centers(centers) if _check_path(path) == "dtr" else {}
@@ -462,9 +271,8 @@ def _components(completion, answer, centers, path, answer_type, settings, frame_
     if "detect" in weights:
         frames = _frames(frame_centers)
         if frames:
-            from workbench.tasks import multiview
             settings = settings or RewardSettings()
-            values["detect"] = multiview.frame_detect(text, frames, int(reference_frame or 0) or None,
+            values["detect"] = frame_detect(text, frames, int(reference_frame or 0) or None,
                                                       released=settings.released_multiview, settings=settings)
         else:
             values["detect"] = _detect(text, truth_centers, settings or RewardSettings())
@@ -489,7 +297,7 @@ def score(
     is present exactly when the path is DTR and centers are given. Every value is a finite
     float in [0, 1]. `settings` selects the variants (default: the SPEC). A multi-view row passes
     `frame_centers` ({frame: {label: [x, y, z]}}) and its `reference_frame` (0 or None: any frame);
-    `answer_type="motion"` scores a camera-motion answer (`multiview.camera_motion_accuracy`).
+    `answer_type="motion"` scores a camera-motion answer (`camera_motion_accuracy`).
 
     >>> score("<think>2 m apart</think>\\n<answer>(b)</answer>", "B")
     {'overall': 1.0, 'format': 1.0, 'accuracy': 1.0}
@@ -501,6 +309,81 @@ def score(
                                   reference_frame)
     overall = sum(w * values[k] for k, w in weights.items())
     return {"overall": min(1.0, max(0.0, overall)), "format": values["format"], **values}
+
+
+# ----------------------------------------------------------------------------- multi-view rules
+# Multi-view DTR's reward rules (SPEC sections 2 and 4; issue #24, item 3): the reference frame a
+# detect block names, the detect reward against that frame's ground truth, and camera-motion accuracy.
+#
+# A multi-view detect block starts `<detect>After aligning to the reference frame K, find N relevant
+# objects:` and gives every center in frame K's camera coordinates (frames counted from 1). The
+# ground truth of a question holds each region's center in every frame ({frame: {label: [x, y, z]}}),
+# and the detect reward (`detect_score`) is taken against the named frame's. A question may
+# require one frame (`required_frame`: the released code's `first_main_frame`, "the question mentions
+# the first image"); naming another frame then scores 0.
+#
+# The released reward code (jiyt17/SR-REAL, `grpo/examples/reward_function/r1v_vila.py`, commit 030d782)
+# has two flaws the workbench does not copy by default; `released=True` reproduces both, for exact
+# comparison:
+# 1. it reads the frame as the one character after the prefix, so frame 12 reads as 1 (and frame 10
+#    as 1, a wrong frame);
+# 2. where a frame is required it compares that character (a string) with the integer 0, which is
+#    never equal, so the detect score is 0 whatever frame is named.
+#
+# Camera-motion answers (`move_right:0.4,move_forward:2.4,rotate_right:60`, meters and degrees) score
+# the SPEC's exponential numeric score per ground-truth key, averaged over those keys: a missing key
+# scores 0, an extra key costs nothing (as the released code scores them). `multiview.camera_motion`
+# computes that answer between two views from their poses. `RewardSettings.released_multiview` and
+# `score(..., frame_centers=..., reference_frame=...)` apply these rules to a multi-view row.
+
+def frame_detect(
+    completion: str,
+    frame_centers: Mapping[int | str, Mapping[str, Sequence[float]]],
+    required_frame: int | None = None,
+    released: bool = False,
+    settings: RewardSettings | None = None,
+) -> float:
+    """The multi-view detect reward: the SPEC detect score against the centers of the frame the
+    completion names (`frame_centers`: {frame: {label: [x, y, z]}}, frames counted from 1); 0 when it
+    names no frame, one without ground truth, or not `required_frame` when the question requires one.
+
+    >>> truth = {1: {"red box": [0.3, -0.8, 3.3]}, 2: {"red box": [0.7, -1.7, 3.1]}}
+    >>> done = '<3d_box center="0.3,-0.8,3.3">bin (red box)</3d_box></detect><think>t</think><answer>C</answer>'
+    >>> [frame_detect(FRAME_PREFIX + k + ", find 1 relevant objects:\\n" + done, truth) for k in ("1", "2", "3")]
+    [1.0, 0.0, 0.0]
+    """
+    frame = reference_frame(completion, released)
+    if frame is None:
+        return 0.0
+    if required_frame is not None:
+        if released:  # the released code compares a string with 0: never equal, so always 0
+            return 0.0
+        if frame != required_frame:
+            return 0.0
+    truth = {int(k): v for k, v in frame_centers.items()}.get(frame)
+    if not truth:
+        return 0.0
+    return detect_score(completion, truth, settings)
+
+
+def camera_motion_accuracy(answer: str | None, truth: str) -> float:
+    """The exponential numeric score per ground-truth key (`exp(-2|x - g| / (|g| + 0.01))`),
+    averaged over the ground-truth keys; a missing key scores 0. Rounded to 2 decimals like accuracy.
+
+    >>> camera_motion_accuracy("move_right:0.4,rotate_right:60", "move_right:0.4,rotate_right:60")
+    1.0
+    >>> camera_motion_accuracy("move_right:0.4", "move_right:0.4,rotate_right:60")
+    0.5
+    """
+    gold = camera_moves(truth)
+    if not gold:
+        raise ValueError(f"camera-motion ground truth {truth!r} has no key:value pair")
+    given = camera_moves(answer or "")
+    total = 0.0
+    for key, g in gold.items():
+        if key in given:
+            total += math.exp(-2 * abs(given[key] - g) / (abs(g) + 0.01))
+    return round(total / len(gold), 2)
 
 
 # ----------------------------------------------------------------------------- TRL reward functions

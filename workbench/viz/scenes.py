@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from workbench.schema import centers_of
-from workbench.tasks.rewards import center_score, match_centers, parse_centers
+from workbench.tasks.rewards import center_score, match_centers, parse_centers, reference_frame
 
 FRAMES = ("camera", "world")
 AXIS_TITLES = {
@@ -388,7 +388,7 @@ def scene_figure(
         from workbench.tasks import crossview, multiview
         frames = {int(k): v for k, v in json.loads(row.get("frame_centers") or "{}").items()}
         truth = frames.get(1, truth)
-        named = (multiview.reference_frame(predicted_centers) if isinstance(predicted_centers, str) else None) \
+        named = (reference_frame(predicted_centers) if isinstance(predicted_centers, str) else None) \
             or crossview.reference_frame(row)
         if predicted and 1 <= named <= len(poses):
             predicted = {t: [float(v) for v in multiview.to_frame(xyz, poses[named - 1], poses[0])]
