@@ -378,6 +378,18 @@ def test_sft_examples_and_generate_take_multiview_rows(mv_data, tiny):
     assert loss.isfinite()
     texts = M.generate(model, processor, [rows[0], rows[4]], "dtr", max_new_tokens=3)
     assert len(texts) == 2
+    # grounding is derived from single-view rows only (a multi-view region is not in frame 1's image),
+    # and every example's images match its image placeholders (a real SFT run found the mismatch)
+    grounded = training_examples(rows, "blend", depth=True, grounding=("ground_3d",), **M.prompt_options(model))
+    derived = [ex for ex in grounded if ex["task"] == "ground_3d"]
+    assert len(derived) == sum(len(r["regions"]) for r in rows if len(r["view_poses"]) == 1) > 0
+    for ex in grounded:
+        placeholders = sum(part["type"] == "image" for m in ex["messages"] for part in m["content"])
+        assert placeholders == len(ex["images"]), ex["id"]
+    assert sft.collate(processor, list(grounded))["image_grid_thw"].shape[0] == sum(len(ex["images"]) for ex in grounded)
+    from workbench.train import base
+    views_of = [len(r["view_poses"]) for r in rows]
+    assert {views_of[i] for i, _, _ in base.example_index(rows, base.BaseSettings())} == {1}
 
 
 def test_grpo_steps_on_multiview_prompts(mv_data, tiny, tmp_path):

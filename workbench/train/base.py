@@ -56,7 +56,7 @@ from workbench.settings import (
     known_names,
     parse_set,
 )
-from workbench.train.examples import GROUNDING_TASKS, grounding_row
+from workbench.train.examples import GROUNDING_TASKS, grounding_row, single_view
 from workbench.train.sft import COPY_WARMUP_STEPS, SFTSettings
 
 SUMMARY = "base_summary.json"
@@ -205,11 +205,12 @@ def example_index(split, settings: BaseSettings) -> list[tuple[int, str, int]]:
     """(row, task, region) of every example: a dataset row of `row_tasks` as it is (region -1), and
     each region of each QA row once per `derived_tasks`."""
     tasks, regions = views.column(split, "task"), views.column(split, "regions")
+    single = single_view(split)  # a multi-view row's regions are not in frame 1's image
     out: list[tuple[int, str, int]] = []
     for i, (task, marked) in enumerate(zip(tasks, regions)):
-        if task in settings.row_tasks:
+        if task in settings.row_tasks and single[i]:
             out.append((i, task, -1))
-        if task in schema.QA_TASKS:
+        if task in schema.QA_TASKS and single[i]:
             out += [(i, kind, k) for k in range(len(marked or ())) for kind in settings.derived_tasks]
     return out
 
@@ -267,8 +268,8 @@ def grounding_rows(split, n: int, seed: int = 0) -> list[dict]:
     """`n` region -> 3D center rows of a split (the first region of a seeded sample of its QA rows)."""
     import numpy as np
 
-    regions = views.column(split, "regions")
-    idx = [i for i, t in enumerate(views.column(split, "task")) if t in schema.QA_TASKS and regions[i]]
+    regions, single = views.column(split, "regions"), single_view(split)
+    idx = [i for i, t in enumerate(views.column(split, "task")) if t in schema.QA_TASKS and regions[i] and single[i]]
     if n and n < len(idx):
         idx = sorted(np.random.default_rng(seed).choice(idx, size=n, replace=False).tolist())
     return [grounding_row(split[int(i)], "ground_3d", 0, seed) for i in idx]

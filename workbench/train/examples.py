@@ -74,6 +74,14 @@ def example_index(tasks: Sequence[str], blend: str) -> list[tuple[int, str]]:
     return out
 
 
+def single_view(rows) -> list[bool]:
+    """Per row of a split, whether it shows one view. Grounding examples are derived from those only:
+    a multi-view row's region lives in its own frame, whose image and center frame 1's are not."""
+    if "view_poses" not in views.column_names(rows):
+        return [True] * len(rows)
+    return [len(poses or ()) <= 1 for poses in views.column(rows, "view_poses")]
+
+
 def training_examples(rows, blend: str = "blend", region_coords: bool = True, max_examples: int = 0, seed: int = 0,
                       group_size: int = 1, system: str = "full", option_style: str = "letter_first",
                       depth: bool = False, depth_dropout: float = 0.0, grounding: Sequence[str] = ()):
@@ -99,8 +107,8 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     index = [(i, path, -1, tasks[i]) for i, path in example_index(tasks, blend)]
     grounding = known_names(grounding, GROUNDING_TASKS, "grounding tasks")
     if grounding:
-        marked = views.column(rows, "regions")
-        index += [(i, "plain", k, task) for i, t in enumerate(tasks) if t in schema.QA_TASKS
+        marked, single = views.column(rows, "regions"), single_view(rows)
+        index += [(i, "plain", k, task) for i, t in enumerate(tasks) if t in schema.QA_TASKS and single[i]
                   for k in range(len(marked[i] or ())) for task in grounding]
     if not index:
         raise ValueError(f"the training split has no rows for blend {blend!r} (tasks {BLENDS[blend]['tasks']})")
