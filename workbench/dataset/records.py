@@ -87,7 +87,7 @@ def scene_records(settings: DataSettings, split: str, index: int) -> tuple[list[
                          "lower views_per_scene or walls_probability")
 
     # Stored geometry (rounded once); every label below is computed from these stored values.
-    c2w = [[_geometry_round(v, 6) for v in r] for r in scene.camera_to_world.tolist()]
+    c2w = _stored_pose(scene.camera_to_world)
     intr = [_geometry_round(v, 4) for v in scene.intrinsics]
     centers = scenes.camera_from_world(np.array([o.position for o in scene.objects]), scene.camera_to_world)
     objects, scene_of_row, row_of_scene = [], [], {}
@@ -97,17 +97,7 @@ def scene_records(settings: DataSettings, split: str, index: int) -> tuple[list[
             continue
         row_of_scene[i] = len(objects)
         scene_of_row.append(i)
-        objects.append(
-            {
-                "name": obj.name,
-                "category": obj.category,
-                "color": obj.color,
-                "center": center,
-                "yaw": _geometry_round(obj.yaw, 4),
-                "size": [float(v) for v in obj.size],
-                "bbox_2d": [int(v) for v in view.bbox_2d[i]],
-            }
-        )
+        objects.append(_stored_object(obj, center, view.bbox_2d[i]))
     scene_objects = [
         {
             "name": o.name,
@@ -138,39 +128,8 @@ def scene_records(settings: DataSettings, split: str, index: int) -> tuple[list[
     view_index = (index - split_ranges(settings)[split].start) * n_views
     rows = []
     for k, item in enumerate(items):
-        regions = [
-            render.region_for(view, scene_of_row[r["object_index"]], r["label"]) for r in item["regions"]
-        ]
-        row = {
-            "id": f"{split}-{index:06d}-{k:02d}",
-            "scene_id": f"scene-{index:06d}",
-            "split": split,
-            "task": item["task"],
-            "view": view_index,
-            "intrinsics": intr,
-            "camera_to_world": c2w,
-            "objects": objects,
-            "regions": [
-                {
-                    "label": r["label"],
-                    "kind": r["kind"],
-                    "object_index": int(q["object_index"]),
-                    "bbox_2d": [int(v) for v in r["bbox_2d"]],
-                }
-                for r, q in zip(regions, item["regions"])
-            ],
-            "question": item["question"],
-            "category": item["category"],
-            "answer_type": item["answer_type"],
-            "answer": item["answer"],
-            "choices": list(item["choices"]),
-            "path": item["path"],
-            "centers": json.dumps(item["centers"]),
-            "lor_target": item.get("target", ""),
-            "dtr_target": item.get("target", ""),
-        }
-        for stored, region in zip(row["regions"], regions):  # the join redraws this very mark
-            assert render.region_marks(stored, settings.image_size) == region, (stored, region)
+        regions = [render.region_for(view, scene_of_row[r["object_index"]], r["label"]) for r in item["regions"]]
+        row = _stored_row(split, index, k, item, regions, view_index, intr, c2w, objects, settings.image_size)
         if item["task"] in schema.QA_TASKS:
             # targets are written from the full row (regions, geometry); image and depth unused
             row["lor_target"] = traces.lor_target(row, text_rng, settings.trace_style)
@@ -180,8 +139,8 @@ def scene_records(settings: DataSettings, split: str, index: int) -> tuple[list[
                        frame_centers="{}", reference_frame=0)
         rows.append(row)
     if n_views > 1:
-        rows += _multiview_rows(settings, split, index, scene, frames, poses, c2w, intr, view_index, len(rows),
-                                view_rng, text_rng)
+        rows += _multiview_rows(settings, split, index, scene, centers, frames, poses, c2w, intr, view_index,
+                                len(rows), view_rng, text_rng)
     records = [{"scene_id": f"scene-{index:06d}", "image": render.png_bytes(render.draw_marks(frame.rgb, [])),
                 "depth": views.encode_depth(frame.depth)} for frame in (frames or [view])]
     return records, rows
@@ -194,15 +153,16 @@ regions' centers in every frame (JSON {frame: {label: [x, y, z]}}, the multi-vie
 ground truth) and the frame a question requires (0: any; `crossview.reference_frame`)."""
 
 
-def _multiview_rows(settings, split, index, scene, frames, poses, c2w, intr, view_index, first_k, rng, text_rng):
-    """The multi-view question rows of a scene (`crossview`): every frame shown, regions in theirs."""
+def _multiview_rows(settings, split, index, scene, centers, frames, poses, c2w, intr, view_index, first_k, rng,
+                    text_rng):
+    """The multi-view question rows of a scene (`crossview`): every frame shown, regions in theirs.
+    `centers`: the scene's object centers in frame 1's camera coordinates, unrounded."""
     from workbench.tasks import crossview, multiview
-    from workbench.world import render, scenes
-    stored_poses = [c2w] + [[[_geometry_round(v, 6) for v in r] for r in pose.tolist()] for pose in poses[1:]]
-    first = scenes.camera_from_world(np.array([o.position for o in scene.objects]), scene.camera_to_world)
+    from workbench.world import render
+    stored_poses = [c2w] + [_stored_pose(pose) for pose in poses[1:]]
     objects, scene_index, usable = [], [], [[] for _ in frames]
     for i, obj in enumerate(scene.objects):
-        center = [_geometry_round(v, 4) for v in first[i]]
+        center = [_geometry_round(v, 4) for v in centers[i]]
         seen = []
         for f, (frame, pose) in enumerate(zip(frames, stored_poses)):
             in_f = [_geometry_round(v, 4) for v in multiview.to_frame(center, c2w, pose)]
@@ -213,9 +173,7 @@ def _multiview_rows(settings, split, index, scene, frames, poses, c2w, intr, vie
         for f in seen:
             usable[f].append(len(objects))
         scene_index.append(i)
-        objects.append({"name": obj.name, "category": obj.category, "color": obj.color, "center": center,
-                        "yaw": _geometry_round(obj.yaw, 4), "size": [float(v) for v in obj.size],
-                        "bbox_2d": [int(v) for v in frames[0].bbox_2d[i]] if 0 in seen else list(crossview.NOT_IN_FRAME_1)})
+        objects.append(_stored_object(obj, center, frames[0].bbox_2d[i] if 0 in seen else crossview.NOT_IN_FRAME_1))
     geometry = {"objects": objects, "view_poses": stored_poses, "intrinsics": intr, "width": settings.image_size}
     items = crossview.generate(rng, geometry, usable, settings.multiview_questions, list(render.MARK_COLORS),
                                settings.point_fraction, settings.multiview_categories or None)
@@ -223,25 +181,56 @@ def _multiview_rows(settings, split, index, scene, frames, poses, c2w, intr, vie
     for k, item in enumerate(items, start=first_k):
         regions = [render.region_for(frames[f - 1], scene_index[r["object_index"]], r["label"])
                    for r, f in zip(item["regions"], item["region_frames"])]
-        row = {
-            "id": f"{split}-{index:06d}-{k:02d}", "scene_id": f"scene-{index:06d}", "split": split,
-            "task": item["task"], "view": view_index, "intrinsics": intr, "camera_to_world": c2w, "objects": objects,
-            "regions": [{"label": r["label"], "kind": r["kind"], "object_index": int(q["object_index"]),
-                         "bbox_2d": [int(v) for v in r["bbox_2d"]]} for r, q in zip(regions, item["regions"])],
-            "question": item["question"], "category": item["category"], "answer_type": item["answer_type"],
-            "answer": item["answer"], "choices": list(item["choices"]), "path": item["path"],
-            "centers": json.dumps(item["centers"]), "lor_target": "", "dtr_target": "",
-            "views": [view_index + f for f in range(len(frames))], "view_poses": stored_poses,
-            "region_frames": list(item["region_frames"]), "frame_centers": "{}",
-            "reference_frame": int(item["reference_frame"]),
-        }
-        for stored, region in zip(row["regions"], regions):  # the join redraws this very mark
-            assert render.region_marks(stored, settings.image_size) == region, (stored, region)
+        row = _stored_row(split, index, k, item, regions, view_index, intr, c2w, objects, settings.image_size)
+        row.update(views=[view_index + f for f in range(len(frames))], view_poses=stored_poses,
+                   region_frames=list(item["region_frames"]), reference_frame=int(item["reference_frame"]))
         row["frame_centers"] = crossview.frame_centers_json(row)
         row["lor_target"] = crossview.lor_target(row, text_rng, settings.trace_style)
         row["dtr_target"] = crossview.dtr_target(row, text_rng, settings.trace_style)
         rows.append(row)
     return rows
+
+
+def _stored_pose(camera_to_world) -> list[list[float]]:
+    """A camera_to_world as rows store it (6 decimals)."""
+    return [[_geometry_round(v, 6) for v in r] for r in np.asarray(camera_to_world).tolist()]
+
+
+def _stored_object(obj, center: list[float], bbox) -> dict:
+    """One object of a row's `objects` (`schema.OBJECT_KEYS`), `center` already rounded."""
+    return {"name": obj.name, "category": obj.category, "color": obj.color, "center": center,
+            "yaw": _geometry_round(obj.yaw, 4), "size": [float(v) for v in obj.size], "bbox_2d": [int(v) for v in bbox]}
+
+
+def _stored_row(split, index, k, item, regions, view_index, intr, c2w, objects, image_size) -> dict:
+    """Row `k` of scene `index` as stored (`build.STORED_COLUMNS`), from a generated `item` and the
+    rendered `regions` its marks come from (checked: the join redraws these very marks); its targets
+    are the item's own (blend rows) or "" for the caller to write."""
+    from workbench.world import render
+    row = {
+        "id": f"{split}-{index:06d}-{k:02d}",
+        "scene_id": f"scene-{index:06d}",
+        "split": split,
+        "task": item["task"],
+        "view": view_index,
+        "intrinsics": intr,
+        "camera_to_world": c2w,
+        "objects": objects,
+        "regions": [{"label": r["label"], "kind": r["kind"], "object_index": int(q["object_index"]),
+                     "bbox_2d": [int(v) for v in r["bbox_2d"]]} for r, q in zip(regions, item["regions"])],
+        "question": item["question"],
+        "category": item["category"],
+        "answer_type": item["answer_type"],
+        "answer": item["answer"],
+        "choices": list(item["choices"]),
+        "path": item["path"],
+        "centers": json.dumps(item["centers"]),
+        "lor_target": item.get("target", ""),
+        "dtr_target": item.get("target", ""),
+    }
+    for stored, region in zip(row["regions"], regions):
+        assert render.region_marks(stored, image_size) == region, (stored, region)
+    return row
 
 
 def scene_rows(settings: DataSettings, split: str, index: int) -> list[dict]:

@@ -188,10 +188,9 @@ def select_columns(ds: Any, columns: Sequence[str]) -> Any:
         return ds.select_columns(list(columns))
     wanted = tuple(c for c in columns if c in ALL_JOINED)
     stored = [c for c in columns if c not in ALL_JOINED]
-    have = set(ds.with_format(None).column_names)
-    needed = stored + [c for j in wanted for c in NEEDS[j] if c not in stored and c in have]
-    needed = list(dict.fromkeys(needed))
-    plain = ds.with_format(None).select_columns(needed)
+    plain = ds.with_format(None)
+    needed = stored + [c for j in wanted for c in NEEDS[j] if c not in stored and c in plain.column_names]
+    plain = plain.select_columns(list(dict.fromkeys(needed)))
     return plain.with_transform(ViewJoin(join_.views, wanted, stored))
 
 

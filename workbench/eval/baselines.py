@@ -18,7 +18,7 @@ from workbench.tasks import rewards
 
 def truth_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     """The ground truth a prediction row carries, so it can be re-scored without the dataset."""
-    from workbench.tasks import questions
+    from workbench.tasks import crossview, questions
     centers = schema.centers_of(row)
     try:
         labels = questions.role_labels(row)
@@ -44,7 +44,7 @@ def truth_fields(row: Mapping[str, Any]) -> dict[str, Any]:
                               if row.get(key)},
         # a multi-view row: how many frames, each region's center in each, the frame it requires
         **({"views": len(row["view_poses"]), "frame_centers": row.get("frame_centers") or "{}",
-            "reference_frame": int(row.get("reference_frame") or 0)} if len(row.get("view_poses") or ()) > 1 else {}),
+            "reference_frame": int(row.get("reference_frame") or 0)} if crossview.is_multiview(row) else {}),
         # a public benchmark's row (`workbench bench`): its name, grouping and gold as it states it
         **{key: row[key] for key in ("benchmark", "group", "official_answer") if row.get(key) is not None},
     }

@@ -244,14 +244,14 @@ def completions(
     rows: Sequence[Mapping[str, Any]],
     paths: Sequence[str],
     settings: EvalSettings,
-    images=None,
+    images: ImageReader | None = None,
     desc: str = "",
     progress: bool = True,
 ) -> dict[tuple[int, str], str]:
     """{(index into rows, resolved path): completion} for every row on every path in `paths`,
     each distinct (row, resolved path) generated once, greedily, in batches of `batch_size`.
-    `images(rows) -> PIL images` supplies the images of a batch (`ImageReader`); None = the
-    rows carry their own `image`."""
+    `images` (an `ImageReader`) supplies the images of a batch, every frame's of a multi-view row
+    too; None = the rows carry their own `image`."""
     from tqdm.auto import tqdm
 
     from workbench import model as M
@@ -275,8 +275,8 @@ def completions(
                 chunk = indices[start : start + settings.batch_size]
                 batch = [rows[i] for i in chunk]
                 if images is not None:
-                    read = images.read(batch) if hasattr(images, "read") else [(im, []) for im in images(batch)]
-                    batch = [{**row, "image": image, "images": frames} for row, (image, frames) in zip(batch, read)]
+                    batch = [{**row, "image": image, "images": frames}
+                             for row, (image, frames) in zip(batch, images.read(batch))]
                 texts = M.generate(
                     model,
                     processor,

@@ -279,7 +279,7 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
         reference_frame=pred.get("reference_frame"),
     )
     if path == "dtr" and pred.get("frame_centers"):  # a multi-view row: centers of the frame it names
-        frames = {int(k): v for k, v in json.loads(pred["frame_centers"]).items()}
+        frames = rewards.frame_truths(pred["frame_centers"])
         named = rewards.reference_frame(text)
         if named in frames:
             gt_centers = {k: [float(c) for c in v] for k, v in frames[named].items()}

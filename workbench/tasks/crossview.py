@@ -66,7 +66,6 @@ _MOTION_TEMPLATES = ("How did the camera move from image {a} to image {b}?",
                      "What camera motion takes image {a} to image {b}?")
 _MOTION_RE = [re.compile("^" + re.escape(t).replace(r"\{a\}", r"(\d+)").replace(r"\{b\}", r"(\d+)") + "$")
               for t in _MOTION_TEMPLATES]
-_VIEWPOINT_RE = re.compile(r"^(?:Seen from image|From the camera of image) (\d+),")
 
 
 def is_multiview(row: Mapping[str, Any]) -> bool:
@@ -175,11 +174,10 @@ def _make(rng, cat, geometry, usable, mark_colors, point_fraction) -> dict | Non
         if not cands:
             continue
         ref = int(rng.integers(n_frames)) + 1 if cat in VIEWPOINT_CATEGORIES else fa
+        seen = in_frame({"objects": geometry["objects"], "view_poses": poses, "category": cat}, ref)["objects"]
         for c in rng.permutation(len(cands))[:12]:
             pick = list(cands[c])
-            row = {"objects": geometry["objects"], "view_poses": poses, "category": cat}
-            seen = in_frame(row, ref)
-            cams = [seen["objects"][i]["center"] for i in pick]
+            cams = [seen[i]["center"] for i in pick]
             sizes = [geometry["objects"][i]["size"] for i in pick]
             if cat in VIEWPOINT_CATEGORIES and min(cams[0][2], cams[1][2]) < MIN_FRONT:
                 continue
@@ -283,8 +281,7 @@ def _motion_think(row: Mapping[str, Any]) -> str:
     m = multiview.camera_motion_components(row["view_poses"][a - 1], row["view_poses"][b - 1])
 
     def part(value: float, pos: str, neg: str, unit: str, digits: int) -> str:
-        size = round(abs(value), digits)
-        number = f"{size:.{digits}f}" if digits else f"{int(size)}"
+        number = multiview.magnitude(value, digits)
         return f"{pos if value > 0 else neg} {number} {unit[:-1] if number == '1' else unit}"
 
     md, td = multiview.MOVE_DECIMALS, multiview.TURN_DECIMALS

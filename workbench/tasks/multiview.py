@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.world.scenes import camera_from_world, world_from_camera
+
 # ----------------------------------------------------------------------------- geometry of views
 
 MOVE_DECIMALS = 1
@@ -30,11 +32,7 @@ def to_frame(points: Any, from_camera_to_world: Any, to_camera_to_world: Any) ->
     >>> to_frame([1.0, 0.0, 2.0], a, b).tolist()
     [0.0, 0.0, 2.0]
     """
-    a = np.asarray(from_camera_to_world, dtype=np.float64)
-    b = np.asarray(to_camera_to_world, dtype=np.float64)
-    p = np.asarray(points, dtype=np.float64)
-    world = p @ a[:3, :3].T + a[:3, 3]
-    return (world - b[:3, 3]) @ b[:3, :3]
+    return camera_from_world(world_from_camera(points, from_camera_to_world), to_camera_to_world)
 
 
 def camera_motion_components(from_camera_to_world: Any, to_camera_to_world: Any) -> dict[str, float]:
@@ -58,6 +56,17 @@ def camera_motion_components(from_camera_to_world: Any, to_camera_to_world: Any)
             "turn_right": turn, "turn_up": elevation}
 
 
+def magnitude(value: float, digits: int) -> str:
+    """|value| rounded to `digits` decimals as a camera-motion answer writes it (whole numbers
+    without a point).
+
+    >>> magnitude(-0.349, 1), magnitude(59.6, 0)
+    ('0.3', '60')
+    """
+    size = round(abs(value), digits)
+    return f"{size:.{digits}f}" if digits else f"{int(size)}"
+
+
 _KEYS = (("right", "move_right", "move_left", MOVE_DECIMALS), ("forward", "move_forward", "move_backward", MOVE_DECIMALS),
          ("up", "move_up", "move_down", MOVE_DECIMALS), ("turn_right", "rotate_right", "rotate_left", TURN_DECIMALS),
          ("turn_up", "rotate_up", "rotate_down", TURN_DECIMALS))
@@ -73,13 +82,13 @@ def camera_motion(from_camera_to_world: Any, to_camera_to_world: Any) -> str:
     >>> camera_motion(a, look_at(np.array([0.4, 2.4, 1.5]), np.array([5.4, 7.4, 1.5])))
     'move_right:0.4,move_forward:2.4,rotate_right:45'
     """
+    components = camera_motion_components(from_camera_to_world, to_camera_to_world)
     parts = []
     for name, positive, negative, digits in _KEYS:
-        value = camera_motion_components(from_camera_to_world, to_camera_to_world)[name]
-        size = round(abs(value), digits)
-        if size == 0:
+        value = components[name]
+        text = magnitude(value, digits)
+        if float(text) == 0:
             continue
-        text = f"{size:.{digits}f}" if digits else f"{int(size)}"
         parts.append(f"{positive if value > 0 else negative}:{text}")
     if not parts:
         raise ValueError("the two views have the same pose (no move rounds to a nonzero value)")

@@ -139,22 +139,24 @@ def region_frames(row: Mapping[str, Any]) -> list[int] | None:
     return [int(f) for f in frames]
 
 
-def frame_text(row: Mapping[str, Any], frame: int, region_coords: bool = True) -> str:
-    """The text after image `frame` of a multi-view prompt (`region_frames`): the regions marked in
-    that image, `red box <region>; blue point <region>` ("" when it has none). The built-in model
-    pools a region's features from the last image before its token, so each region follows its
-    own image."""
-    tokens = _region_tokens(row, region_coords)
-    mine = [f"{r['label']} {tok}" for r, tok, f in zip(row["regions"], tokens, region_frames(row) or ())
-            if f == frame]
-    return f"Marked in image {frame}: " + "; ".join(mine) + "." if mine else ""
+def frame_texts(row: Mapping[str, Any], region_coords: bool = True) -> list[str]:
+    """The text after each image of a multi-view prompt (`region_frames`): the regions marked in
+    that image, `Marked in image 2: red box <region>; blue point <region>.` ("" for an image with
+    none). The built-in model pools a region's features from the last image before its token, so
+    each region follows its own image."""
+    tokens, frames = _region_tokens(row, region_coords), region_frames(row) or ()
+    texts = []
+    for frame in range(1, len(images_of(row)) + 1):
+        mine = [f"{r['label']} {tok}" for r, tok, f in zip(row["regions"], tokens, frames) if f == frame]
+        texts.append(f"Marked in image {frame}: " + "; ".join(mine) + "." if mine else "")
+    return texts
 
 
 def user_text(row: Mapping[str, Any], region_coords: bool = True, option_style: str = "letter_first") -> str:
     """The question of `row` as the model reads it: each `<region>` followed by its location
     tokens (region_coords=True, the built-in model), then the options, one line each in
     `option_style` (`OPTION_STYLES`). A multi-view row with `region_coords` (`region_frames`) names
-    its regions after their images (`frame_text`): here the question has its `<region>`s taken out."""
+    its regions after their images (`frame_texts`): here the question has its `<region>`s taken out."""
     pieces = _question_pieces(row)
     if region_coords and region_frames(row) is not None:
         # "the red box <region> in image 2" -> "the red box in image 2"
@@ -213,12 +215,12 @@ def to_messages(
     if task not in QA_TASKS:
         resolve_path(row, path)  # still reject a misspelt path
     user: list[dict[str, Any]] = []
-    interleaved = region_coords and region_frames(row) is not None
-    for frame, image in enumerate(images_of(row), start=1):
+    images = images_of(row)
+    marked = frame_texts(row, region_coords) if region_coords and region_frames(row) is not None else [""] * len(images)
+    for image, text in zip(images, marked):
         user.append({"type": "image", "image": image} if embed_image else {"type": "image"})
-        marked = frame_text(row, frame, region_coords) if interleaved else ""
-        if marked:
-            user.append({"type": "text", "text": marked})
+        if text:
+            user.append({"type": "text", "text": text})
     user.append({"type": "text", "text": user_text(row, region_coords, option_style)})
     messages = [
         {"role": "system", "content": [{"type": "text", "text": system}]},

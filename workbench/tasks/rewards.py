@@ -243,7 +243,7 @@ def _detect(text: str, truth: Mapping[str, Sequence[float]], settings: RewardSet
     return min(1.0, total / denominator)
 
 
-def _frames(frame_centers: Any) -> dict[int, dict[str, tuple[float, float, float]]]:
+def frame_truths(frame_centers: Any) -> dict[int, dict[str, tuple[float, float, float]]]:
     """{frame: {label: center}} of a multi-view row's `frame_centers` (JSON or dict); {} without."""
     if frame_centers is None or frame_centers == "":
         return {}
@@ -269,7 +269,7 @@ def _components(completion, answer, centers, path, answer_type, settings, frame_
     text = normalize(text)
     values = {"accuracy": _accuracy(text, kind, truth), "format": float(_format_ok(text, path))}
     if "detect" in weights:
-        frames = _frames(frame_centers)
+        frames = frame_truths(frame_centers)
         if frames:
             settings = settings or RewardSettings()
             values["detect"] = frame_detect(text, frames, int(reference_frame or 0) or None,

@@ -18,7 +18,8 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from workbench.schema import centers_of
-from workbench.tasks.rewards import center_score, match_centers, parse_centers, reference_frame
+from workbench.tasks import crossview, multiview
+from workbench.tasks.rewards import center_score, frame_truths, match_centers, parse_centers, reference_frame
 
 FRAMES = ("camera", "world")
 AXIS_TITLES = {
@@ -385,9 +386,7 @@ def scene_figure(
     truth = centers_of(row)
     poses = list(row.get("view_poses") or ())
     if len(poses) > 1:  # multi-view: everything drawn in frame 1's camera coordinates
-        from workbench.tasks import crossview, multiview
-        frames = {int(k): v for k, v in json.loads(row.get("frame_centers") or "{}").items()}
-        truth = frames.get(1, truth)
+        truth = frame_truths(row.get("frame_centers")).get(1, truth)
         named = (reference_frame(predicted_centers) if isinstance(predicted_centers, str) else None) \
             or crossview.reference_frame(row)
         if predicted and 1 <= named <= len(poses):
@@ -447,7 +446,6 @@ def scene_figure(
             )
         )
         for f, pose in enumerate(poses[1:], start=2):  # the other frames' cameras, seen from frame 1
-            from workbench.tasks import multiview
             lines = multiview.to_frame(frustum_lines(row, depth, "camera"), pose, poses[0])
             traces.append(
                 go.Scatter3d(
