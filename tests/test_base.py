@@ -72,7 +72,7 @@ def test_examples_use_the_plain_prompt_and_carry_depth_except_the_dropped_share(
     systems = {task: {m[0]["content"][0]["text"]} for task, m in zip(batch["task"], batch["messages"])}
     assert systems["ground_3d"] == {prompts.system_prompt("plain", "full")}
     assert systems.get("general_qa", {prompts.system_prompt("lor", "full")}) == {prompts.system_prompt("lor", "full")}
-    with_depth = sum(M.depth.detach(image)[1] is not None for image in batch["image"])
+    with_depth = sum(M.depth.detach(image)[1] is not None for (image,) in batch["images"])
     assert 10 < with_depth < 50  # about half kept, seeded
     again = base.training_examples(splits["train"], settings, depth=True)[:60]
     assert again["id"] == batch["id"] and [m[-1] for m in again["messages"]] == [m[-1] for m in batch["messages"]]

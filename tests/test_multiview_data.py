@@ -289,9 +289,9 @@ def tiny(mv_data):
     return model, processor
 
 
-def _two_frame_row(mv_data):
+def _two_frame_row(mv_data, frames=(1, 2)):
     dd, _, _ = mv_data
-    return next(r for r in dd["train"] if crossview.is_multiview(r) and r["region_frames"][:2] == [1, 2])
+    return next(r for r in dd["train"] if crossview.is_multiview(r) and r["region_frames"][:2] == list(frames))
 
 
 def _with_patch(row, frame: int, region: int, value: int = 255, depth: float | None = None) -> dict:
@@ -310,32 +310,44 @@ def _with_patch(row, frame: int, region: int, value: int = 255, depth: float | N
     return {**row, "images": images, "depths": depths}
 
 
-def test_each_region_follows_its_own_image_in_the_prompt(mv_data):
+def test_regions_stay_in_the_question_and_name_their_image(mv_data):
+    """Every image first, then the question with its regions inline in question order, as in a single
+    view (the order the traces and the region-order embedding follow); each region's tokens end with
+    one more location token naming its image."""
     from workbench.tasks import prompts
+    from workbench.tasks.locations import LOC_TOKENS, encode_region_tokens
 
     row = _two_frame_row(mv_data)
     messages = prompts.to_messages(row, "dtr")
     kinds = [part["type"] for part in messages[1]["content"]]
-    assert kinds[:4] == ["image", "text", "image", "text"] and kinds.count("image") == len(row["view_poses"])
-    first, second = messages[1]["content"][1]["text"], messages[1]["content"][3]["text"]
-    assert first.startswith("Marked in image 1: " + row["regions"][0]["label"] + " <region><|loc_")
-    assert second.startswith("Marked in image 2: " + row["regions"][1]["label"] + " <region><|loc_")
+    assert kinds == ["image"] * len(row["view_poses"]) + ["text"]
     question = messages[1]["content"][-1]["text"]
-    assert "<region>" not in question and "  " not in question and f"{row['regions'][1]['label']} in image 2" in question
-    # a pretrained VLM reads the marks: every image first, the question with its <region> words
+    for region, frame in zip(row["regions"], row["region_frames"]):
+        tokens = encode_region_tokens(region["bbox_2d"], row["image"].size, frame)
+        assert tokens.endswith(LOC_TOKENS[frame - 1]) and tokens.count("<|loc_") == 5
+        assert f"{region['label']} {tokens} in image {frame}" in question
+    assert question.index(row["regions"][0]["label"]) < question.index(row["regions"][1]["label"])
+    # a pretrained VLM reads the marks: every image first, the question with plain <region> words
     plain = prompts.to_messages(row, "dtr", region_coords=False)
     assert [p["type"] for p in plain[1]["content"]] == ["image"] * len(row["view_poses"]) + ["text"]
+    assert "<|loc_" not in plain[1]["content"][-1]["text"]
+    with pytest.raises(ValueError, match="region frame 0"):
+        encode_region_tokens([0, 0, 5, 5], (112, 112), 0)
 
 
-def test_regions_pool_from_their_own_frame(mv_data, tiny):
-    """The feature that replaces a region marked in image 2 changes with image 2 (and its depth)
-    inside the region's box and not with image 1; the one of a region in image 1 the other way round."""
+@pytest.mark.parametrize("frames", [(1, 2), (2, 1)])
+def test_regions_pool_from_their_own_frame(mv_data, tiny, frames):
+    """The feature that replaces the second region (marked in image `frames[1]`) changes with that
+    image (and its depth) inside the region's box and not with the other image; the first region's
+    does not change. Both regions sit after every image, so only the image-naming token can send
+    them to their own (with (2, 1) the first region's image is not the last one)."""
     import torch
 
     from workbench import model as M
 
     model, processor = tiny
-    row = _two_frame_row(mv_data)
+    row = _two_frame_row(mv_data, frames)
+    own, other = frames[1], frames[0]
     seen = {}
     hook = model.model.language_model.register_forward_pre_hook(
         lambda module, args, kwargs: seen.update(embeds=kwargs["inputs_embeds"]), with_kwargs=True)
@@ -349,9 +361,9 @@ def test_regions_pool_from_their_own_frame(mv_data, tiny):
 
     try:
         first, second = features(row)
-        in_two = features(_with_patch(row, 2, 1, value=255))
-        in_one = features(_with_patch(row, 1, 1, value=255))  # image 1, where region 2's box would be
-        deeper = features(_with_patch(row, 2, 1, value=None, depth=9.0))
+        in_two = features(_with_patch(row, own, 1, value=255))
+        in_one = features(_with_patch(row, other, 1, value=255))  # the other image, where region 2's box would be
+        deeper = features(_with_patch(row, own, 1, value=None, depth=9.0))
     finally:
         hook.remove()
     assert (in_two[1] - second).abs().max() > 1e-3 and torch.equal(in_two[0], first)
@@ -389,7 +401,52 @@ def test_sft_examples_and_generate_take_multiview_rows(mv_data, tiny):
     assert sft.collate(processor, list(grounded))["image_grid_thw"].shape[0] == sum(len(ex["images"]) for ex in grounded)
     from workbench.train import base
     views_of = [len(r["view_poses"]) for r in rows]
-    assert {views_of[i] for i, _, _ in base.example_index(rows, base.BaseSettings())} == {1}
+    assert {views_of[i] for i, _, _ in base.example_index(rows, base.BaseSettings(derived_tasks=("ground_3d",)))} == {1}
+    # ground_frame: each region of a multi-view row, every frame shown, the center in a named frame
+    framed = training_examples(rows, "dtr_only", depth=True, grounding=("ground_3d", "ground_frame"),
+                               **M.prompt_options(model))
+    frame_examples = [ex for ex in framed if "/ground_frame" in ex["id"]]
+    assert len(frame_examples) == sum(len(r["regions"]) for r in rows if len(r["view_poses"]) > 1) > 0
+    assert {len(ex["images"]) for ex in frame_examples} == {len(rows[0]["view_poses"])}
+    for ex in framed:
+        placeholders = sum(part["type"] == "image" for m in ex["messages"] for part in m["content"])
+        assert placeholders == len(ex["images"]), ex["id"]
+    assert sft.collate(processor, frame_examples)["image_grid_thw"].shape[0] == sum(len(ex["images"]) for ex in frame_examples)
+    settings = base.BaseSettings(derived_tasks=("ground_3d", "ground_frame"), depth_dropout=0.0)
+    index = base.example_index(rows, settings)
+    assert {(views_of[i] > 1) == (task == "ground_frame") for i, task, k in index if k >= 0} == {True}
+    items = base.training_examples(rows, settings, depth=True, **M.prompt_options(model))
+    base_frames = [ex for ex in items if ex["task"] == "ground_3d" and "/ground_frame" in ex["id"]]
+    assert base_frames and {len(ex["images"]) for ex in base_frames} == {len(rows[0]["view_poses"])}
+    assert all(M.depth.detach(im)[1] is not None for ex in base_frames for im in ex["images"])
+
+
+def test_frame_grounding_rows_recomputed_from_the_geometry(mv_data):
+    """A `ground_frame` row's target is the detect block of its one region in the frame it names,
+    and that center is the region's object converted from frame 1 into that frame; both frames
+    (its own and the other) are drawn."""
+    from workbench.train.examples import grounding_row
+
+    dd, _, _ = mv_data
+    named_own = named_other = 0
+    for row in multiview_rows(dd):
+        for k, region in enumerate(row["regions"]):
+            g = grounding_row(row, "ground_frame", k, seed=0)
+            frame = g["reference_frame"]
+            (label, center), = schema.centers_of(g).items()
+            truth = crossview.frame_centers(row)[frame][label]
+            assert label == region["label"] and center == pytest.approx(truth, abs=1e-4)
+            assert rewards.reference_frame(g["dtr_target"]) == frame
+            found = rewards.match_centers(rewards.parse_centers(g["dtr_target"]), [label])
+            assert found[label] == pytest.approx(truth, abs=0.006)
+            assert rewards.frame_detect(g["dtr_target"], rewards.frame_truths(g["frame_centers"])) == 1.0
+            assert g["region_frames"] == [row["region_frames"][k]] and g["images"] == row["images"]
+            named_own += frame == row["region_frames"][k]
+            named_other += frame != row["region_frames"][k]
+    assert named_own > 10 and named_other > 10
+    single = next(r for r in dd["train"] if not crossview.is_multiview(r) and r["regions"])
+    with pytest.raises(ValueError, match="multi-view row with frame_centers"):
+        grounding_row(single, "ground_frame", 0)
 
 
 def test_grpo_steps_on_multiview_prompts(mv_data, tiny, tmp_path):

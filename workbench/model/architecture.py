@@ -231,7 +231,9 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
         patches: None to pool those, else one (h*w*m*m, d) tensor of patch features per image, each
         image token's m x m patches together (the processor's order; `pool_box_patches`).
         Images are matched to the runs of image placeholder tokens, in order (as Qwen2.5-VL does);
-        a region uses the last image of its sample that starts before it, else the sample's first.
+        a region uses the image its fifth location id names (`<|loc_{k-1}|>`: its sample's k-th
+        image, a multi-view prompt), else the last image of its sample that starts before it, else
+        the sample's first (`_region_image`).
         Regions in samples without an image, or without location ids, keep the token embedding.
         """
         cfg = self.config
@@ -255,8 +257,8 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
             bins = input_ids[b, t + 1 : t + 5] - cfg.workbench_loc_token_start
             if not bool(((bins >= 0) & (bins < n_bins)).all()):
                 continue  # plain `<region>` (no coordinates): keep the token embedding
-            before = [image for start, image in images_of[b] if start < t]
-            image = before[-1] if before else images_of[b][0][1]
+            image = _region_image(images_of[b], t, input_ids[b, t + 5] - cfg.workbench_loc_token_start
+                                  if t + 5 < length else -1, n_bins)
             box = box_fractions(bins, n_bins)
             if patches is None:
                 pooled.append(pool_box(image_features[image], grids[image], box))
@@ -309,6 +311,21 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
                 f"merged grid {h}x{w} does not match {feats.shape[0]} image features"
             )
         return grids
+
+
+def _region_image(images: list[tuple[int, int]], position: int, frame_bin: Any, n_bins: int) -> int:
+    """The image a region at token `position` pools from, among its sample's `images` ((start,
+    image index) in order): the one its fifth location bin names (0-based; a frame past the last
+    image falls back), else the last image starting before it, else the first.
+
+    >>> _region_image([(3, 0), (40, 1)], 90, 0, 32), _region_image([(3, 0), (40, 1)], 90, -1, 32)
+    (0, 1)
+    """
+    frame = int(frame_bin)
+    if 0 <= frame < min(n_bins, len(images)):
+        return images[frame][1]
+    before = [image for start, image in images if start < position]
+    return before[-1] if before else images[0][1]
 
 
 def _placeholder_runs(input_ids: torch.Tensor, token_id: int) -> list[tuple[int, int, int]]:

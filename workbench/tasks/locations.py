@@ -1,4 +1,5 @@
-"""The location-token codec: a region's 2D box as four `<|loc_i|>` tokens after its `<region>` token.
+"""The location-token codec: a region's 2D box as four `<|loc_i|>` tokens after its `<region>` token
+(and, in a prompt with several images, a fifth naming the region's image).
 
 Boxes are quantized to `NUM_LOC_BINS` bins of the image width / height; `encode_region_tokens` writes
 the tokens a prompt carries (`prompts.to_messages(region_coords=True)`), `decode_region_tokens`
@@ -21,14 +22,23 @@ LOC_TOKENS = tuple(f"<|loc_{i}|>" for i in range(NUM_LOC_BINS))
 # Region tokens
 
 
-def encode_region_tokens(box_xyxy: Sequence[float], image_wh: Sequence[int]) -> str:
-    """`<region>` followed by the four location tokens of a pixel box [x1, y1, x2, y2].
+def encode_region_tokens(box_xyxy: Sequence[float], image_wh: Sequence[int], frame: int | None = None) -> str:
+    """`<region>` followed by the four location tokens of a pixel box [x1, y1, x2, y2], and, for a
+    region of a prompt with several images, a fifth that names its image: `<|loc_{frame - 1}|>`
+    (frames counted from 1; the built-in model pools the region from that image).
 
     >>> encode_region_tokens([0, 0, 56, 112], (112, 112))
     '<region><|loc_0|><|loc_0|><|loc_15|><|loc_31|>'
+    >>> encode_region_tokens([0, 0, 56, 112], (112, 112), frame=2)
+    '<region><|loc_0|><|loc_0|><|loc_15|><|loc_31|><|loc_1|>'
     """
     a, b, c, d = box_to_bins(box_xyxy, image_wh)
-    return REGION_TOKEN + "".join(LOC_TOKENS[i] for i in (a, b, c, d))
+    tokens = REGION_TOKEN + "".join(LOC_TOKENS[i] for i in (a, b, c, d))
+    if frame is None:
+        return tokens
+    if not 1 <= int(frame) <= NUM_LOC_BINS:
+        raise ValueError(f"region frame {frame!r} must be 1..{NUM_LOC_BINS}")
+    return tokens + LOC_TOKENS[int(frame) - 1]
 
 
 def box_to_bins(box_xyxy: Sequence[float], image_wh: Sequence[int]) -> tuple[int, int, int, int]:

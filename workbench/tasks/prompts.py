@@ -103,7 +103,8 @@ def resolve_path(row: Mapping[str, Any], path: str) -> str:
 
 def _region_tokens(row: Mapping[str, Any], region_coords: bool) -> list[str]:
     """Each region of `row` as the model reads it: `<region>` and, with `region_coords`, its
-    location tokens (the built-in model)."""
+    location tokens (the built-in model), plus the one naming its image in a multi-view row
+    (`region_frames`)."""
     from workbench.tasks.locations import encode_region_tokens
 
     regions = list(row.get("regions") or [])
@@ -112,10 +113,11 @@ def _region_tokens(row: Mapping[str, Any], region_coords: bool) -> list[str]:
     image = row.get("image")
     if image is None or not hasattr(image, "size"):
         raise ValueError(f"row {row.get('id', '?')!r}: region coordinates need the row's image")
+    frames = region_frames(row) or [None] * len(regions)
     tokens = []
-    for k, region in enumerate(regions):
+    for k, (region, frame) in enumerate(zip(regions, frames)):
         try:
-            tokens.append(encode_region_tokens(region["bbox_2d"], image.size))
+            tokens.append(encode_region_tokens(region["bbox_2d"], image.size, frame))
         except ValueError as err:
             raise ValueError(f"row {row.get('id', '?')!r}, region {k} ({region.get('label')!r}): {err}") from err
     return tokens
@@ -139,31 +141,13 @@ def region_frames(row: Mapping[str, Any]) -> list[int] | None:
     return [int(f) for f in frames]
 
 
-def frame_texts(row: Mapping[str, Any], region_coords: bool = True) -> list[str]:
-    """The text after each image of a multi-view prompt (`region_frames`): the regions marked in
-    that image, `Marked in image 2: red box <region>; blue point <region>.` ("" for an image with
-    none). The built-in model pools a region's features from the last image before its token, so
-    each region follows its own image."""
-    tokens, frames = _region_tokens(row, region_coords), region_frames(row) or ()
-    texts = []
-    for frame in range(1, len(images_of(row)) + 1):
-        mine = [f"{r['label']} {tok}" for r, tok, f in zip(row["regions"], tokens, frames) if f == frame]
-        texts.append(f"Marked in image {frame}: " + "; ".join(mine) + "." if mine else "")
-    return texts
-
-
 def user_text(row: Mapping[str, Any], region_coords: bool = True, option_style: str = "letter_first") -> str:
     """The question of `row` as the model reads it: each `<region>` followed by its location
-    tokens (region_coords=True, the built-in model), then the options, one line each in
-    `option_style` (`OPTION_STYLES`). A multi-view row with `region_coords` (`region_frames`) names
-    its regions after their images (`frame_texts`): here the question has its `<region>`s taken out."""
+    tokens (region_coords=True, the built-in model; in a multi-view row one more names the region's
+    image), then the options, one line each in `option_style` (`OPTION_STYLES`)."""
     pieces = _question_pieces(row)
-    if region_coords and region_frames(row) is not None:
-        # "the red box <region> in image 2" -> "the red box in image 2"
-        text = " ".join(part for part in "".join(pieces).split(" ") if part)
-    else:
-        tokens = _region_tokens(row, region_coords)
-        text = pieces[0] + "".join(tok + piece for tok, piece in zip(tokens, pieces[1:]))
+    tokens = _region_tokens(row, region_coords)
+    text = pieces[0] + "".join(tok + piece for tok, piece in zip(tokens, pieces[1:]))
     choices = list(row.get("choices") or [])
     if choices:
         if len(choices) > len(LETTERS):
@@ -214,13 +198,8 @@ def to_messages(
     system = system_prompt(resolve_path(row, path) if task in QA_TASKS else "plain", system)
     if task not in QA_TASKS:
         resolve_path(row, path)  # still reject a misspelt path
-    user: list[dict[str, Any]] = []
-    images = images_of(row)
-    marked = frame_texts(row, region_coords) if region_coords and region_frames(row) is not None else [""] * len(images)
-    for image, text in zip(images, marked):
-        user.append({"type": "image", "image": image} if embed_image else {"type": "image"})
-        if text:
-            user.append({"type": "text", "text": text})
+    user: list[dict[str, Any]] = [{"type": "image", "image": image} if embed_image else {"type": "image"}
+                                  for image in images_of(row)]
     user.append({"type": "text", "text": user_text(row, region_coords, option_style)})
     messages = [
         {"role": "system", "content": [{"type": "text", "text": system}]},

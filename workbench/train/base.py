@@ -56,7 +56,14 @@ from workbench.settings import (
     known_names,
     parse_set,
 )
-from workbench.train.examples import GROUNDING_TASKS, grounding_row, single_view
+from workbench.train.examples import (
+    FRAME_GROUNDING,
+    GROUNDING_TASKS,
+    grounding_images,
+    grounding_index,
+    grounding_row,
+    single_view,
+)
 from workbench.train.sft import COPY_WARMUP_STEPS, SFTSettings
 
 SUMMARY = "base_summary.json"
@@ -202,29 +209,24 @@ class BaseSettings:
 
 
 def example_index(split, settings: BaseSettings) -> list[tuple[int, str, int]]:
-    """(row, task, region) of every example: a dataset row of `row_tasks` as it is (region -1), and
-    each region of each QA row once per `derived_tasks`."""
-    tasks, regions = views.column(split, "task"), views.column(split, "regions")
-    single = single_view(split)  # a multi-view row's regions are not in frame 1's image
-    out: list[tuple[int, str, int]] = []
-    for i, (task, marked) in enumerate(zip(tasks, regions)):
-        if task in settings.row_tasks and single[i]:
-            out.append((i, task, -1))
-        if task in schema.QA_TASKS and single[i]:
-            out += [(i, kind, k) for k in range(len(marked or ())) for kind in settings.derived_tasks]
-    return out
+    """(row, task, region) of every example: a single-view dataset row of `row_tasks` as it is
+    (region -1), and each region of each QA row once per `derived_tasks` that fits it
+    (`examples.grounding_index`: `ground_frame` from multi-view rows, the others from single-view ones)."""
+    tasks, single = views.column(split, "task"), single_view(split)
+    out = [(i, task, -1) for i, task in enumerate(tasks) if task in settings.row_tasks and single[i]]
+    out += [(i, kind, k) for i, k, kind in grounding_index(split, settings.derived_tasks)]
+    return sorted(out, key=lambda entry: entry[0])  # stable: a row, then its regions, as before
 
 
 def training_examples(split, settings: BaseSettings, depth: bool = False, region_coords: bool = True,
                       system: str = "full", option_style: str = "letter_first"):
     """The `datasets.Dataset` TRL trains on: one item per `example_index` entry, shuffled with the
     seed (`max_train_examples` > 0 keeps the first ones), made on access like the SFT examples
-    (`messages`, `image`, `id`, `task`). `depth`: images carry their row's depth, except a seeded
-    `depth_dropout` share."""
+    (`messages`, `images`, `id`, `task`; a multi-view row's `ground_frame` example shows every frame).
+    `depth`: images carry their row's depth, except a seeded `depth_dropout` share."""
     import datasets as hf
     import numpy as np
 
-    from workbench.model import depth as depth_codec
     from workbench.tasks import prompts
     index = example_index(split, settings)
     if not index:
@@ -235,22 +237,27 @@ def training_examples(split, settings: BaseSettings, depth: bool = False, region
         order = order[: settings.max_train_examples]
     picked = [index[i] for i in order]
     columns = ("id", "task", "image", "regions", "objects", "question", "choices", "lor_target", "dtr_target")
-    columns += ("depth", "intrinsics") if depth else ()
+    if FRAME_GROUNDING in settings.derived_tasks:
+        columns += ("images", "region_frames", "frame_centers")
+    columns += ("depth", "intrinsics", "depths") if depth else ()
     source = views.numpy_depth(views.select_columns(split, [c for c in columns if c in views.column_names(split)]))
 
     def make(batch: dict[str, list]) -> dict[str, list]:
         src = source[list(batch["row"])]
-        out: dict[str, list] = {"messages": [], "image": [], "id": [], "task": []}
+        out: dict[str, list] = {"messages": [], "images": [], "id": [], "task": []}
         for k, (task, region) in enumerate(zip(batch["task"], batch["region"])):
             row = {c: src[c][k] for c in src}
             if region >= 0:
                 row = grounding_row(row, task, region, settings.seed)
-            if depth:
-                draw = np.random.default_rng([settings.seed, int(batch["row"][k]), region + 1]).random()
-                row["image"] = depth_codec.row_image(row, with_depth=draw >= settings.depth_dropout)
+            kept = not depth or np.random.default_rng([settings.seed, int(batch["row"][k]), region + 1]).random() \
+                >= settings.depth_dropout
+            images = grounding_images(row, with_depth=depth and kept)
+            row["image"] = images[0]
+            if len(images) > 1:
+                row["images"] = images
             out["messages"].append(prompts.to_messages(row, "lor", region_coords=region_coords, with_target=True,
                                                        system=system, option_style=option_style))
-            out["image"].append(row["image"])
+            out["images"].append(images)
             out["id"].append(row["id"])
             out["task"].append(row["task"])
         return out
@@ -264,15 +271,18 @@ def training_examples(split, settings: BaseSettings, depth: bool = False, region
 # Evaluation
 
 
-def grounding_rows(split, n: int, seed: int = 0) -> list[dict]:
-    """`n` region -> 3D center rows of a split (the first region of a seeded sample of its QA rows)."""
+def grounding_rows(split, n: int, seed: int = 0, task: str = "ground_3d") -> list[dict]:
+    """`n` grounding rows of a split (the first region of a seeded sample of its QA rows):
+    region -> 3D center rows of single-view rows, or with `task="ground_frame"` region -> center
+    in a named frame rows of multi-view ones ([] for a build without)."""
     import numpy as np
 
     regions, single = views.column(split, "regions"), single_view(split)
-    idx = [i for i, t in enumerate(views.column(split, "task")) if t in schema.QA_TASKS and regions[i] and single[i]]
+    idx = [i for i, t in enumerate(views.column(split, "task")) if t in schema.QA_TASKS and regions[i]
+           and single[i] == (task != FRAME_GROUNDING)]
     if n and n < len(idx):
         idx = sorted(np.random.default_rng(seed).choice(idx, size=n, replace=False).tolist())
-    return [grounding_row(split[int(i)], "ground_3d", 0, seed) for i in idx]
+    return [grounding_row(split[int(i)], task, 0, seed) for i in idx]
 
 
 def mean_center(split) -> list[float]:
@@ -287,7 +297,8 @@ def mean_center(split) -> list[float]:
 
 def grounding_eval(model, processor, rows: list[dict], guess: list[float] | None = None, batch_size: int = 16,
                    max_new_tokens: int = 48) -> tuple[dict[str, Any], list[dict]]:
-    """Greedy region -> 3D center answers of `rows` (`grounding_rows`): ({n, parsed, center_error_m
+    """Greedy region -> 3D center answers of `rows` (`grounding_rows`; a `ground_frame` answer counts
+    only when it names the frame asked for): ({n, parsed, center_error_m
     (median over parsed answers), center_error_p90_m, within_0_15m (share of all rows),
     mean_guess_error_m (the median error of always answering `guess`)}, per-row records)."""
     import numpy as np
@@ -298,7 +309,10 @@ def grounding_eval(model, processor, rows: list[dict], guess: list[float] | None
     records, errors = [], []
     for row, completion in zip(rows, completions):
         (label, truth), = schema.centers_of(row).items()
-        found = rewards.match_centers(rewards.parse_centers(f"<detect>{completion}</detect>") or {}, [label])
+        text = completion if completion.lstrip().startswith("<detect>") else f"<detect>{completion}</detect>"
+        found = rewards.match_centers(rewards.parse_centers(text) or {}, [label])
+        if row.get("reference_frame") and rewards.reference_frame(completion) != int(row["reference_frame"]):
+            found = {}  # a center in another frame than the one asked for
         error = float(np.linalg.norm(np.subtract(found[label], truth))) if label in found else None
         if error is not None:
             errors.append(error)
@@ -357,11 +371,14 @@ def train_base(data_dir: str | os.PathLike, out_dir: str | os.PathLike, settings
     sft.save_final(model, processor, trainer, out)
 
     evaluation: dict[str, Any] = {}
+    framed: dict[str, Any] = {}  # the same for regions grounded in a named frame, on a multi-view build
     if settings.eval_samples:
-        rows = grounding_rows(dd["val"], settings.eval_samples, settings.seed)
-        evaluation, _ = grounding_eval(model, processor, rows, mean_center(dd["train"]),
-                                       batch_size=settings.eval_batch_size,
-                                       max_new_tokens=settings.eval_max_new_tokens)
+        for task, into in (("ground_3d", evaluation), (FRAME_GROUNDING, framed)):
+            rows = grounding_rows(dd["val"], settings.eval_samples, settings.seed, task)
+            if rows and (task != FRAME_GROUNDING or task in settings.derived_tasks):
+                into.update(grounding_eval(model, processor, rows, mean_center(dd["train"]),
+                                           batch_size=settings.eval_batch_size,
+                                           max_new_tokens=settings.eval_max_new_tokens + 16 * (task == FRAME_GROUNDING))[0])
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     raw = train.with_format(None)
     summary = {
@@ -369,6 +386,7 @@ def train_base(data_dir: str | os.PathLike, out_dir: str | os.PathLike, settings
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "wall_time_s": round(time.perf_counter() - start, 2), "train_time_s": round(train_time, 2),
         "num_examples": len(train), "examples": dict(Counter(raw["task"])), "grounding": evaluation,
+        **({"frame_grounding": framed} if framed else {}),
         "settings": asdict(settings), "data": str(Path(data_dir).resolve()),
         "resumed_from": str(checkpoint) if checkpoint is not None else None, "copy_warmup": warmup,
         "num_parameters": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
@@ -410,11 +428,11 @@ def cli(args: argparse.Namespace) -> int:
         overrides["seed"] = args.seed
     settings = BaseSettings.from_profile(args.profile, **overrides)
     summary = train_base(args.data, args.out, settings, resume=args.resume, overwrite=args.overwrite)
-    g = summary["grounding"]
     loss = "n/a" if summary["final_loss"] is None else f"{summary['first_loss']:.3f} -> {summary['final_loss']:.3f}"
     print(f"wrote {summary['out_dir']}: {summary['global_step']} steps, loss {loss}, {summary['wall_time_s']:.0f} s")
-    if g.get("center_error_m") is not None:
-        print(f"  val grounding: median center error {g['center_error_m']:.2f} m over {g['parsed']}/{g['n']} "
-              f"regions (always the train mean center: {g['mean_guess_error_m']:.2f} m)")
+    for kind, g in (("", summary["grounding"]), (" in a named frame", summary.get("frame_grounding") or {})):
+        if g.get("center_error_m") is not None:
+            print(f"  val grounding{kind}: median center error {g['center_error_m']:.2f} m over {g['parsed']}/{g['n']} "
+                  f"regions (always the train mean center: {g['mean_guess_error_m']:.2f} m)")
     return 0
 

@@ -27,8 +27,17 @@ BLENDS: dict[str, dict[str, tuple[str, ...]]] = {
 REQUIRED_COLUMNS = ("id", "task", "image", "regions", "question", "category", "answer_type", "answer",
                     "choices", "path", "centers", "lor_target", "dtr_target")
 """Columns SFT reads from the dataset (`schema.COLUMNS` is the full contract)."""
-GROUNDING_TASKS = ("ground_3d", "ground_2d")
-"""Grounding examples a marked region of a question row can give (`grounding_row`)."""
+GROUNDING_TASKS = ("ground_3d", "ground_2d", "ground_frame")
+"""Grounding examples a marked region of a question row can give (`grounding_row`): `ground_3d` and
+`ground_2d` from single-view rows, `ground_frame` (the region's center in a named frame) from
+multi-view rows."""
+FRAME_GROUNDING = "ground_frame"
+FRAME_TEMPLATES = (
+    "In the camera coordinates of image {frame}, where is the object in the {label} <region> in image {own}?",
+    "Give the 3D center of the object in the {label} <region> in image {own}, in the camera frame of image {frame}.",
+    "Seen from the camera of image {frame}, where is the object in the {label} <region> in image {own}?",
+)
+"""Questions of a `ground_frame` example: the frame asked for, the region and its own image."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,6 +91,22 @@ def single_view(rows) -> list[bool]:
     return [len(poses or ()) <= 1 for poses in views.column(rows, "view_poses")]
 
 
+def grounding_index(rows, kinds: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(row, region, kind) of every grounding example the QA rows of `rows` give: each marked region
+    once per kind of `kinds` that fits the row (`ground_3d` / `ground_2d` on a single-view row,
+    `ground_frame` on a multi-view one; a multi-view row's region lives in its own frame, whose
+    image and center frame 1's are not)."""
+    tasks, marked, single = views.column(rows, "task"), views.column(rows, "regions"), single_view(rows)
+    return [(i, k, kind) for i, task in enumerate(tasks) if task in schema.QA_TASKS
+            for k in range(len(marked[i] or ())) for kind in kinds if (kind == FRAME_GROUNDING) != single[i]]
+
+
+def grounding_images(row: dict[str, Any], with_depth: bool) -> list[Any]:
+    """The images of a (grounding or question) example: every frame of a multi-view row, else its
+    one image; each with its depth when `with_depth` and the row has it."""
+    return depth_codec.row_images(row, with_depth=with_depth) or [depth_codec.row_image(row, with_depth=with_depth)]
+
+
 def training_examples(rows, blend: str = "blend", region_coords: bool = True, max_examples: int = 0, seed: int = 0,
                       group_size: int = 1, system: str = "full", option_style: str = "letter_first",
                       depth: bool = False, depth_dropout: float = 0.0, grounding: Sequence[str] = ()):
@@ -107,9 +132,7 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     index = [(i, path, -1, tasks[i]) for i, path in example_index(tasks, blend)]
     grounding = known_names(grounding, GROUNDING_TASKS, "grounding tasks")
     if grounding:
-        marked, single = views.column(rows, "regions"), single_view(rows)
-        index += [(i, "plain", k, task) for i, t in enumerate(tasks) if t in schema.QA_TASKS and single[i]
-                  for k in range(len(marked[i] or ())) for task in grounding]
+        index += [(i, "plain", k, task) for i, k, task in grounding_index(rows, grounding)]
     if not index:
         raise ValueError(f"the training split has no rows for blend {blend!r} (tasks {BLENDS[blend]['tasks']})")
     order = np.random.default_rng(seed).permutation(len(index))
@@ -124,6 +147,7 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
                "region_frames")
     columns += ("depth", "intrinsics", "depths") if depth else ()
     columns += ("objects",) if grounding else ()
+    columns += ("frame_centers",) if FRAME_GROUNDING in grounding else ()
     kept = [c for c in columns if c in views.column_names(rows)]
     # no copy; geometry (and depth, unless asked) is never read; depth as numpy: python lists of
     # 112 x 112 floats cost 75 ms a batch of 8
@@ -143,9 +167,10 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
             if depth:  # the same draw for an example in every epoch
                 code = [path_code[path], region + 1]
                 dropped = np.random.default_rng([seed, int(batch["row"][k]), *code]).random() < depth_dropout
-                out["images"][k] = [depth_codec.row_image(row, with_depth=not dropped)]
-            if region < 0 and len(row.get("images") or ()) > 1:  # a multi-view question: every frame, in order
-                row["images"] = out["images"][k] = depth_codec.row_images(row, with_depth=not dropped)
+            if depth or len(row.get("images") or ()) > 1:  # a multi-view row: every frame, in order
+                out["images"][k] = grounding_images(row, with_depth=not dropped)
+                if len(out["images"][k]) > 1:
+                    row["images"] = out["images"][k]
             out["messages"].append(prompts.to_messages(row, "auto" if path == "plain" else path,
                                                        region_coords=region_coords, with_target=True,
                                                        system=system, option_style=option_style))
@@ -157,8 +182,14 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
 
 
 def grounding_row(row: dict[str, Any], task: str, k: int, seed: int = 0) -> dict[str, Any]:
-    """A `ground_3d` / `ground_2d` row made from region `k` of a question row: same image, depth
-    and geometry, one region, a grounding question (the wording drawn with `seed`) and its target.
+    """A grounding row made from region `k` of a question row: same images, depth and geometry, one
+    region, a grounding question (the wording drawn with `seed`) and its target:
+    - `ground_3d`: the object's center, `<3d_box center="x,y,z">cube (red box)</3d_box>`;
+    - `ground_2d`: its visible 2D box;
+    - `ground_frame` (a multi-view row): its center in the camera coordinates of a frame drawn with
+      `seed` among the row's frames (its own or another), written as the detect block multi-view
+      DTR opens with: `<detect>After aligning to the reference frame 2, find 1 relevant object:`
+      and the box (`reference_frame` and `frame_centers` of the row say which frame and center).
 
     >>> row = {"id": "s1-q0", "task": "region_qa", "regions": [{"label": "red box", "kind": "box",
     ...        "object_index": 0, "bbox_2d": [1, 2, 30, 40]}], "objects": [{"name": "cube",
@@ -166,24 +197,43 @@ def grounding_row(row: dict[str, Any], task: str, k: int, seed: int = 0) -> dict
     >>> g = grounding_row(row, "ground_3d", 0)
     >>> g["id"], g["lor_target"], schema.centers_of(g)
     ('s1-q0/ground_3d0', '<3d_box center="0.30,-0.20,2.50">cube (red box)</3d_box>', {'red box': [0.3, -0.2, 2.5]})
+    >>> two = {**row, "region_frames": [2], "frame_centers": {"1": {"red box": [0.5, 0, 2]}, "2": {"red box": [0.3, -0.2, 2.5]}}}
+    >>> print(grounding_row(two, "ground_frame", 0, seed=3)["lor_target"])
+    <detect>After aligning to the reference frame 1, find 1 relevant object:
+    <3d_box center="0.50,0.00,2.00">cube (red box)</3d_box></detect>
     """
     import json
 
     import numpy as np
 
     from workbench.dataset.records import GROUND_2D_TEMPLATES, GROUND_3D_TEMPLATES
-    from workbench.tasks import traces
+    from workbench.tasks import rewards, traces
     region = row["regions"][k]
     obj = row["objects"][region["object_index"]]
     label = region["label"]
-    templates = GROUND_3D_TEMPLATES if task == "ground_3d" else GROUND_2D_TEMPLATES
-    pick = int(np.random.default_rng([seed, k, sum(map(ord, str(row["id"])))]).integers(len(templates)))
-    target = (traces.box3d(obj["center"], obj["name"], label) if task == "ground_3d"
-              else traces.box2d(obj["bbox_2d"], obj["name"], label))
-    return {**row, "id": f"{row['id']}/{task}{k}", "task": task, "category": task, "regions": [region],
-            "question": templates[pick].format(label=label), "answer_type": "text", "answer": target,
-            "choices": [], "path": "dtr", "centers": json.dumps({label: [float(v) for v in obj["center"]]}),
-            "lor_target": target, "dtr_target": target}
+    rng = np.random.default_rng([seed, k, sum(map(ord, str(row["id"])))])
+    extra: dict[str, Any] = {}
+    if task == FRAME_GROUNDING:
+        truths = rewards.frame_truths(row.get("frame_centers"))
+        if not truths or label not in next(iter(truths.values())):
+            raise ValueError(f"row {row.get('id')!r}: ground_frame needs a multi-view row with frame_centers of {label!r}")
+        question = FRAME_TEMPLATES[int(rng.integers(len(FRAME_TEMPLATES)))]
+        frame = sorted(truths)[int(rng.integers(len(truths)))]
+        center = [float(v) for v in truths[frame][label]]
+        target = f"{rewards.FRAME_PREFIX}{frame}, find 1 relevant object:\n{traces.box3d(center, obj['name'], label)}</detect>"
+        question = question.format(label=label, frame=frame, own=int(row["region_frames"][k]))
+        extra = {"region_frames": [row["region_frames"][k]], "reference_frame": frame,
+                 "frame_centers": json.dumps({str(frame): {label: center}})}
+    else:
+        templates = GROUND_3D_TEMPLATES if task == "ground_3d" else GROUND_2D_TEMPLATES
+        question = templates[int(rng.integers(len(templates)))].format(label=label)
+        center = [float(v) for v in obj["center"]]
+        target = (traces.box3d(obj["center"], obj["name"], label) if task == "ground_3d"
+                  else traces.box2d(obj["bbox_2d"], obj["name"], label))
+    return {**row, "id": f"{row['id']}/{task}{k}", "task": "ground_3d" if task == FRAME_GROUNDING else task,
+            "category": task, "regions": [region], "question": question, "answer_type": "text", "answer": target,
+            "choices": [], "path": "dtr", "centers": json.dumps({label: center}), "lor_target": target,
+            "dtr_target": target, **extra}
 
 
 def group_by_path(items: Sequence[tuple], size: int, seed: int = 0) -> list[tuple]:
