@@ -116,7 +116,10 @@ def frame_centers(row: Mapping[str, Any]) -> dict[int, dict[str, list[float]]]:
 
 
 def recompute_answer(row: Mapping[str, Any]) -> str:
-    """The answer of a multi-view question row from its stored geometry."""
+    """The answer of a question row from its stored geometry: a multi-view one through its reference
+    frame, a single-view one by `questions.recompute_answer`."""
+    if not is_multiview(row) and row["category"] not in CATEGORIES:
+        return questions.recompute_answer(row)
     if row["category"] == MOTION:
         a, b = motion_frames(row["question"])
         return multiview.camera_motion(row["view_poses"][a - 1], row["view_poses"][b - 1])
