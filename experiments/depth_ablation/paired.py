@@ -2,10 +2,11 @@
 B fixed and broke relative to A, with the exact two-sided McNemar p (binomial on the discordant
 pairs), plus the median DTR center error of each on the questions both answered with centers.
 
-    python experiments/depth_ablation/paired.py EVAL_DIR A B [--other-eval DIR_B] [--by-split]
+    python experiments/depth_ablation/paired.py EVAL_DIR A B [--other-eval DIR_B] [--by-split] [--by-views]
 
 A and B are model labels of predictions.jsonl (e.g. grpo and language_prior). With --other-eval,
 B is read from another evaluation folder of the same data (e.g. two runs of an ablation).
+--by-views reports single-view and multi-view questions apart (a multi-view build, issue #24).
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ def main() -> None:
     parser.add_argument("b")
     parser.add_argument("--other-eval", default=None, help="evaluation folder B is read from")
     parser.add_argument("--by-split", action="store_true")
+    parser.add_argument("--by-views", action="store_true", help="single-view and multi-view questions apart")
     args = parser.parse_args()
     a, b = load(args.eval_dir, args.a), load(args.other_eval or args.eval_dir, args.b)
     keys = sorted(set(a) & set(b))
     groups: dict[tuple, list] = {}
     for key in keys:
         split, _, path = key
-        groups.setdefault((path, split if args.by_split else "all"), []).append(key)
+        views = ("multi-view" if int(a[key].get("views") or 1) > 1 else "single-view") if args.by_views else ""
+        groups.setdefault((path, (split if args.by_split else "all") + (f", {views}" if views else "")), []).append(key)
     print(f"| path | split | n | {args.a} acc | {args.b} acc | {args.b} fixed | {args.b} broke | McNemar p | "
           f"median center m ({args.a} / {args.b}) |")
     print("|---|---|---|---|---|---|---|---|---|")

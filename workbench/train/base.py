@@ -178,7 +178,8 @@ class BaseSettings:
             # examples, about two passes over the default data's 16,800 marked train regions (~15
             # minutes). 1,000 steps left the median center error at 0.41 m on 400 val regions, 2,000
             # at 0.16 m (docs/experiments.md, "The base stage's length"; issue #19)
-            "default": dict(max_steps=2000, per_device_train_batch_size=16, derived_tasks=("ground_3d",),
+            # A multi-view build's regions ground in a named frame (`ground_frame`, issue #24).
+            "default": dict(max_steps=2000, per_device_train_batch_size=16, derived_tasks=("ground_3d", "ground_frame"),
                             logging_steps=25, save_steps=300, copy_warmup_steps=COPY_WARMUP_STEPS,
                             option_style="letter_after", eval_samples=200),
             "gpu": dict(num_train_epochs=1.0, per_device_train_batch_size=32, logging_steps=20, save_steps=500,

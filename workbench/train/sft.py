@@ -207,7 +207,7 @@ class SFTSettings:
                 max_steps=7200,
                 per_device_train_batch_size=8,
                 learning_rate=3e-4,
-                grounding=("ground_3d",),
+                grounding=("ground_3d", "ground_frame"),
                 logging_steps=25,
                 save_steps=600,
                 eval_samples=96,
