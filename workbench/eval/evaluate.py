@@ -95,8 +95,7 @@ class EvalSettings:
             "smoke": dict(
                 splits=("test", "test_ood"), max_examples=16, batch_size=32, max_new_tokens=160, num_threads=1
             ),
-            # single- and multi-view categories share the round-robin: 400 keeps ~200 single-view rows
-            "default": dict(max_examples=400),
+            "default": {},
             "gpu": dict(max_examples=0, batch_size=64, max_new_tokens=384),
         }
         return from_preset(cls, presets, name, overrides)
