@@ -374,12 +374,14 @@ def train_base(data_dir: str | os.PathLike, out_dir: str | os.PathLike, settings
     evaluation: dict[str, Any] = {}
     framed: dict[str, Any] = {}  # the same for regions grounded in a named frame, on a multi-view build
     if settings.eval_samples:
-        for task, into in (("ground_3d", evaluation), (FRAME_GROUNDING, framed)):
+        guess = mean_center(dd["train"])
+        tasks = ("ground_3d", FRAME_GROUNDING) if FRAME_GROUNDING in settings.derived_tasks else ("ground_3d",)
+        for task, into in zip(tasks, (evaluation, framed)):
             rows = grounding_rows(dd["val"], settings.eval_samples, settings.seed, task)
-            if rows and (task != FRAME_GROUNDING or task in settings.derived_tasks):
-                into.update(grounding_eval(model, processor, rows, mean_center(dd["train"]),
-                                           batch_size=settings.eval_batch_size,
-                                           max_new_tokens=settings.eval_max_new_tokens + 16 * (task == FRAME_GROUNDING))[0])
+            extra = 16 if task == FRAME_GROUNDING else 0  # the frame's detect opening
+            if rows:
+                into.update(grounding_eval(model, processor, rows, guess, batch_size=settings.eval_batch_size,
+                                           max_new_tokens=settings.eval_max_new_tokens + extra)[0])
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     raw = train.with_format(None)
     summary = {
