@@ -541,3 +541,63 @@ def test_the_3d_view_shows_every_camera_and_moves_predictions_to_frame_1(mv_data
     assert len(errors) == len(row["regions"]) and all(float(n.split(": ")[1][:-2]) <= 0.01 for n in errors)
     eye = next(t for t in fig.data if t.name == "camera 2 (image 2)")
     assert np.allclose([eye.x[6], eye.y[6], eye.z[6]], np.asarray(row["view_poses"][1])[:3, 3], atol=1e-9)
+
+
+def test_implied_answer_in_the_frame_a_completion_names(mv_data):
+    """A cross-view DTR completion's centers imply an answer in the frame its detect block names
+    (issue #24: perception and reasoning errors told apart across views, as for one view): the
+    true centers of any frame imply the question's answer when it does not depend on the viewpoint
+    (distances, heights), and that frame's own answer when it does; a wrong stated letter is then a
+    reasoning error."""
+    from workbench.eval.baselines import truth_fields
+    from workbench.eval.metrics import score_prediction
+    from workbench.tasks import traces
+
+    dd, _, _ = mv_data
+    checked = {"same": 0, "other": 0}
+    for row in multiview_rows(dd):
+        if row["category"] not in crossview.AS_SINGLE:
+            continue
+        truth = {int(k): v for k, v in json.loads(row["frame_centers"]).items()}
+        for frame in sorted(truth):
+            seen = crossview.in_frame(row, frame)
+            boxes = [traces.box3d(truth[frame][r["label"]], "thing", r["label"]) for r in row["regions"]]
+            completion = crossview.aligned(traces.dtr(boxes, "Compare.", row["answer"]), frame)
+            pred = {**truth_fields(row), "model": "m", "path": "dtr", "resolved_path": "dtr", "completion": completion}
+            p = score_prediction(pred)
+            expected = questions.recompute_answer(seen)  # the single-view rule in the named frame
+            if row["answer_type"] == "number":  # from centers written to 2 decimals
+                assert float(p["implied_answer"]) == pytest.approx(float(expected), abs=0.02), (row["id"], frame)
+                assert p["implied_correct"], (row["id"], frame)
+                continue
+            assert p["implied_answer"] == expected, (row["id"], frame)
+            if row["category"] not in crossview.VIEWPOINT_CATEGORIES:
+                assert expected == row["answer"] and p["implied_correct"], (row["id"], frame)
+            assert p["implied_correct"] == (expected == row["answer"])
+            checked["same" if frame == crossview.reference_frame(row) else "other"] += 1
+            if frame == crossview.reference_frame(row) and row["answer_type"] == "choice":
+                wrong = "AB"[1 - "AB".index(row["answer"])]
+                q = score_prediction({**pred, "completion": completion.replace(f"<answer>{row['answer']}<",
+                                                                               f"<answer>{wrong}<")})
+                assert q["implied_correct"] and not q["correct"] and q["implied_agrees"] is False
+    assert checked["same"] >= 30 and checked["other"] >= 30
+
+
+def test_diagnose_tells_perception_from_reasoning_per_view_count():
+    """`diagnose` counts each DTR row once, by whether its own centers imply the truth and whether
+    its answer is right, single- and multi-view questions apart."""
+    from workbench.eval.diagnostics import diagnose
+
+    def row(correct, implied, views=1, path="dtr"):
+        return {"model": "m", "path": path, "resolved_path": path, "split": "val", "views": views,
+                "correct": correct, "implied_correct": implied, "implied_agrees": correct == implied}
+
+    rows = [row(True, True), row(False, True), row(False, True), row(False, False), row(True, None),
+            row(True, True, 2), row(False, False, 2), row(True, True, path="lor")]
+    out = {d["views"]: d for d in diagnose(rows)}
+    assert set(out) == {"single_view", "multi_view"}
+    one, two = out["single_view"], out["multi_view"]
+    assert (one["n_dtr"], one["n_implied"]) == (5, 4)
+    assert one["right_right_geometry"] == 0.25 and one["reasoning_error"] == 0.5
+    assert one["perception_error"] == 0.25 and one["right_wrong_geometry"] == 0.0
+    assert (two["n_dtr"], two["right_right_geometry"], two["perception_error"]) == (2, 0.5, 0.5)

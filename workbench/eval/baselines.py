@@ -42,9 +42,12 @@ def truth_fields(row: Mapping[str, Any]) -> dict[str, Any]:
         "intrinsics": row.get("intrinsics"),
         "reference_targets": {path: str(row[key]) for path, key in (("lor", "lor_target"), ("dtr", "dtr_target"))
                               if row.get(key)},
-        # a multi-view row: how many frames, each region's center in each, the frame it requires
+        # a multi-view row: how many frames, each region's center in each, the frame it requires, and
+        # each frame's camera_to_world (the implied answer in the frame a completion names reads it)
         **({"views": len(row["view_poses"]), "frame_centers": row.get("frame_centers") or "{}",
-            "reference_frame": int(row.get("reference_frame") or 0)} if crossview.is_multiview(row) else {}),
+            "reference_frame": int(row.get("reference_frame") or 0),
+            "view_poses": [[list(map(float, r)) for r in pose] for pose in row["view_poses"]]}
+           if crossview.is_multiview(row) else {}),
         # a public benchmark's row (`workbench bench`): its name, grouping and gold as it states it
         **{key: row[key] for key in ("benchmark", "group", "official_answer") if row.get(key) is not None},
     }

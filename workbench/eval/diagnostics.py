@@ -20,13 +20,16 @@ def diagnose(scored: Iterable[Mapping[str, Any]]) -> list[dict]:
     (answer right although its own centers imply another: luck or a shortcut),
     `reasoning_error` (answer wrong although its centers imply the right one),
     `perception_error` (answer wrong and the centers imply a wrong answer), as shares of
-    `n_implied`; `n_dtr` counts every row asked on DTR."""
+    `n_implied`; `n_dtr` counts every row asked on DTR. Single- and multi-view questions apart
+    (`views`: single_view | multi_view; a cross-view row's centers imply its answer in the frame
+    its detect block names, `metrics.score_prediction`)."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for p in scored:
         if p.get("resolved_path") == "dtr":
-            groups.setdefault((str(p["model"]), p["path"], p["split"]), []).append(p)
+            views = "multi_view" if int(p.get("views") or 1) > 1 else "single_view"
+            groups.setdefault((str(p["model"]), p["path"], p["split"], views), []).append(p)
     out = []
-    for (model, path, split), rows in groups.items():
+    for (model, path, split, views), rows in groups.items():
         implied = [p for p in rows if p.get("implied_correct") is not None]
         n = len(implied)
         counts = {
@@ -38,7 +41,8 @@ def diagnose(scored: Iterable[Mapping[str, Any]]) -> list[dict]:
         }
         shares = {k: (v / n if n else None) for k, v in counts.items()}
         out.append(
-            {"model": model, "path": path, "split": split, "n_dtr": len(rows), "n_implied": n, **shares}
+            {"model": model, "path": path, "split": split, "views": views, "n_dtr": len(rows), "n_implied": n,
+             **shares}
         )
     return out
 

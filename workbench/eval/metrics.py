@@ -37,7 +37,10 @@ a metric has no rows to average over):
   alone, not sizes or counts), the share whose stated answer equals it: the same letter, or
   for numbers |stated - implied| <= max(0.05 m, 5% of implied). With `correct`, it separates
   perception errors (the centers imply a wrong answer) from reasoning errors (they imply the
-  right one but the model said otherwise): `diagnose`.
+  right one but the model said otherwise): `diagnose`. A cross-view question's centers imply
+  its answer by the single-view rule (`crossview.AS_SINGLE`) in the frame the detect block names
+  (that frame's pose from the row's `view_poses`), so a viewpoint question aligned to the wrong
+  frame counts as a perception error unless its geometry happens to give the same answer.
 - `label_recall`: over rows with regions, the mean share of the question's region labels
   (`red box`, ...) that the completion names anywhere. It measures whether the model reads the
   prompt at all, and moves before accuracy can: a model that writes the same labels whatever
@@ -261,7 +264,7 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
     `accuracy`, `format`, `detect`, `overall` (SPEC rewards), `correct`, `rel_error`,
     `implied_answer`, `implied_agrees`. `settings`: an `evaluate.EvalSettings` (its reward variant
     and agreement tolerances); None = the defaults."""
-    from workbench.tasks import questions
+    from workbench.tasks import crossview, questions
     reward_settings, agreement_abs, agreement_rel = _scoring(settings)
     out = dict(pred)
     text = rewards.completion_text(pred.get("completion")) or ""
@@ -278,11 +281,14 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
         frame_centers=pred.get("frame_centers"),
         reference_frame=pred.get("reference_frame"),
     )
+    named_pose = None  # a multi-view row: the camera_to_world of the frame its completion names
     if path == "dtr" and pred.get("frame_centers"):  # a multi-view row: centers of the frame it names
         frames = rewards.frame_truths(pred["frame_centers"])
         named = rewards.reference_frame(text)
         if named in frames:
             gt_centers = {k: [float(c) for c in v] for k, v in frames[named].items()}
+            poses = pred.get("view_poses") or ()
+            named_pose = poses[named - 1] if 1 <= named <= len(poses) else None
     out.update(
         accuracy=score["accuracy"],
         format=score["format"],
@@ -326,6 +332,11 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
     implied = None
     if path == "dtr" and pred["category"] in questions.REGION_CATEGORIES and matched:
         implied = questions.answer_from_centers(pred["category"], matched, _truth_row(pred))
+    elif path == "dtr" and pred["category"] in crossview.AS_SINGLE and matched and named_pose is not None:
+        # a cross-view question: the single-view rule in the frame the detect block names, whichever
+        # it is (the answer recomputed from the model's own centers, like a single view's)
+        truth = {**_truth_row(pred), "camera_to_world": named_pose}
+        implied = questions.answer_from_centers(crossview.AS_SINGLE[pred["category"]], matched, truth)
     out["implied_answer"] = implied
     out["implied_agrees"] = (
         None if implied is None else answers_agree(stated, implied, answer_type, agreement_abs, agreement_rel)
