@@ -525,6 +525,7 @@ def test_evaluation_reports_single_and_multiview_apart(mv_data, tiny, tmp_path):
     assert {("dtr", "multi_view"), ("dtr", "single_view"), ("lor", "camera_motion")} <= set(oracle)
     assert oracle[("dtr", "multi_view")]["choice_accuracy"] == 1.0
     assert oracle[("dtr", "multi_view")]["detect_reward"] == 1.0
+    assert oracle[("dtr", "multi_view")]["implied_answer_agreement"] == 1.0  # in the frame it names
     assert oracle[("lor", "camera_motion")]["motion_accuracy"] == 1.0
 
 
@@ -601,3 +602,52 @@ def test_diagnose_tells_perception_from_reasoning_per_view_count():
     assert one["right_right_geometry"] == 0.25 and one["reasoning_error"] == 0.5
     assert one["perception_error"] == 0.25 and one["right_wrong_geometry"] == 0.0
     assert (two["n_dtr"], two["right_right_geometry"], two["perception_error"]) == (2, 0.5, 0.5)
+
+
+def test_single_view_first_schedules_a_curriculum(mv_data):
+    """`single_view_first`: the first share of the schedule holds single-view examples only (no
+    cross-view question, no `ground_frame`), the rest mixes them in; exactly `length` items, every
+    batch one path, the same order for the same seed; bad combinations are refused by name."""
+    from workbench.train.examples import single_view, training_examples
+    from workbench.train.sft import SFTSettings
+
+    dd, _, _ = mv_data
+    rows = dd["train"]
+    single = single_view(rows)
+    kw = dict(group_size=4, grounding=("ground_3d", "ground_frame"), length=240, single_view_first=0.6)
+    raw = training_examples(rows, "blend", seed=3, **kw).with_format(None)
+    assert len(raw) == 240
+    first, rest = slice(0, 144), slice(144, 240)
+    assert all(single[r] for r in raw["row"][first]) and "ground_frame" not in raw["task"][first]
+    assert not all(single[r] for r in raw["row"][rest]) and "ground_frame" in raw["task"][rest]
+    paths = raw["path"]
+    assert all(len(set(paths[i:i + 4])) == 1 for i in range(0, 144, 4))
+    assert training_examples(rows, "blend", seed=3, **kw).with_format(None)["row"] == raw["row"]
+    with pytest.raises(ValueError, match="max_examples"):
+        training_examples(rows, "blend", max_examples=10, **kw)
+    with pytest.raises(ValueError, match="positive length"):
+        training_examples(rows, "blend", **{**kw, "length": 0})
+    with pytest.raises(ValueError, match="single-view rows"):
+        multi = [i for i, one in enumerate(single) if not one]
+        training_examples(rows.select(multi), "blend", **kw)
+    with pytest.raises(ValueError, match=r"single_view_first must be a share in \[0, 1\), got 1.0"):
+        SFTSettings(single_view_first=1.0, max_steps=10)
+    with pytest.raises(ValueError, match="max_steps=-1"):
+        SFTSettings(single_view_first=0.5)
+    with pytest.raises(ValueError, match="group_by_path=False"):
+        SFTSettings(single_view_first=0.5, max_steps=10, group_by_path=False)
+
+
+def test_sft_runs_the_curriculum_step_for_step(mv_data, tmp_path):
+    """Through TRL's trainer the curriculum is the data order: exactly steps x batch examples,
+    single-view ones first, and the run ends at `max_steps`."""
+    from workbench.train import sft
+
+    _, out, _ = mv_data
+    settings = sft.SFTSettings.from_profile("smoke", max_steps=6, per_device_train_batch_size=2, eval_samples=0,
+                                            copy_warmup_steps=0, report_to="none", disable_tqdm=True, max_train_examples=0,
+                                            grounding=("ground_3d", "ground_frame"), single_view_first=0.5)
+    result = sft.train_sft(out, tmp_path / "sft", settings)
+    assert result.global_step == 6 and result.num_examples == 12
+    summary = json.loads((tmp_path / "sft" / sft.SUMMARY).read_text())
+    assert sum(summary["examples"].values()) == 12 and summary["settings"]["single_view_first"] == 0.5

@@ -109,7 +109,8 @@ def grounding_images(row: dict[str, Any], with_depth: bool) -> list[Any]:
 
 def training_examples(rows, blend: str = "blend", region_coords: bool = True, max_examples: int = 0, seed: int = 0,
                       group_size: int = 1, system: str = "full", option_style: str = "letter_first",
-                      depth: bool = False, depth_dropout: float = 0.0, grounding: Sequence[str] = ()):
+                      depth: bool = False, depth_dropout: float = 0.0, grounding: Sequence[str] = (),
+                      length: int = 0, single_view_first: float = 0.0):
     """The `datasets.Dataset` TRL trains on, one item per (row, path) of `blend`, shuffled with
     `seed` (`max_examples` > 0 keeps the first ones). `group_size` > 1 orders the items so that
     each consecutive group of that many shares one path (see `group_by_path`), with the groups in
@@ -123,6 +124,12 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
     examples, so the model also learns to answer without depth (an upload has none).
     `grounding` (`GROUNDING_TASKS`): each region a QA row marks also gives one plain example per
     task, made on access (`grounding_row`): the blend's grounding for data without grounding rows.
+    `single_view_first` (a share in [0, 1), needs `length`): a curriculum for data with multi-view
+    rows. The items are then an explicit schedule of exactly `length` (the steps times the batch, for
+    a sequential sampler): the first `single_view_first` of it drawn from the single-view examples
+    only (questions and their grounding), the rest from all of them, multi-view questions and
+    `ground_frame` included; each part passes over its examples in a fresh seeded order as often as
+    it needs (`schedule`). `max_examples` does not combine with it.
     """
     import datasets as hf
     import numpy as np
@@ -135,12 +142,21 @@ def training_examples(rows, blend: str = "blend", region_coords: bool = True, ma
         index += [(i, "plain", k, task) for i, k, task in grounding_index(rows, grounding)]
     if not index:
         raise ValueError(f"the training split has no rows for blend {blend!r} (tasks {BLENDS[blend]['tasks']})")
-    order = np.random.default_rng(seed).permutation(len(index))
-    if max_examples:
-        order = order[:max_examples]
-    picked = [index[i] for i in order]
-    if group_size > 1:
-        picked = group_by_path(picked, group_size, seed)
+    if single_view_first:
+        if max_examples:
+            raise ValueError("single_view_first makes its own schedule; it does not combine with max_examples")
+        single = single_view(rows)
+        first = [item for item in index if single[item[0]]]
+        if not first:
+            raise ValueError("single_view_first needs single-view rows; the training split has none")
+        picked = schedule([first, index], [single_view_first, 1.0 - single_view_first], length, group_size, seed)
+    else:
+        order = np.random.default_rng(seed).permutation(len(index))
+        if max_examples:
+            order = order[:max_examples]
+        picked = [index[i] for i in order]
+        if group_size > 1:
+            picked = group_by_path(picked, group_size, seed)
     if not 0.0 <= depth_dropout <= 1.0:
         raise ValueError(f"depth_dropout must be in [0, 1], got {depth_dropout!r}")
     columns = ("id", "task", "image", "regions", "question", "choices", "lor_target", "dtr_target", "images",
@@ -234,6 +250,40 @@ def grounding_row(row: dict[str, Any], task: str, k: int, seed: int = 0) -> dict
             "category": task, "regions": [region], "question": question, "answer_type": "text", "answer": target,
             "choices": [], "path": "dtr", "centers": json.dumps({label: center}), "lor_target": target,
             "dtr_target": target, **extra}
+
+
+def schedule(pools: Sequence[Sequence[tuple]], shares: Sequence[float], length: int, group_size: int = 1,
+             seed: int = 0) -> list[tuple]:
+    """Exactly `length` items (row, path, ...) in phases: phase k takes `shares[k]` of `length`
+    (rounded down to whole groups of `group_size`; the last phase takes the rest) from `pools[k]`,
+    passing over the pool in a fresh seeded order as often as it needs; inside a pass items are
+    grouped by path (`group_by_path`). The curriculum of `training_examples(single_view_first=)`.
+
+    >>> schedule([[(0, "lor")], [(1, "lor"), (2, "dtr")]], [0.5, 0.5], 4, seed=0)
+    [(0, 'lor'), (0, 'lor'), (1, 'lor'), (2, 'dtr')]
+    """
+    import numpy as np
+
+    if len(pools) != len(shares) or not pools:
+        raise ValueError(f"need one share per pool, got {len(pools)} pools and {len(shares)} shares")
+    if not isinstance(length, int) or length < 1:
+        raise ValueError(f"a schedule needs a positive length (steps x batch), got {length!r}")
+    if any(not 0.0 <= s <= 1.0 for s in shares) or abs(sum(shares) - 1.0) > 1e-9:
+        raise ValueError(f"phase shares must lie in [0, 1] and add up to 1, got {list(shares)}")
+    if any(not pool for pool in pools):
+        raise ValueError("every phase of a schedule needs examples to draw from")
+    rng = np.random.default_rng(seed)
+    out: list[tuple] = []
+    for k, (pool, share) in enumerate(zip(pools, shares)):
+        n = length - len(out) if k == len(pools) - 1 else int(share * length) // group_size * group_size
+        phase: list[tuple] = []
+        while len(phase) < n:
+            one_pass = [pool[i] for i in rng.permutation(len(pool))]
+            if group_size > 1:
+                one_pass = group_by_path(one_pass, group_size, int(rng.integers(2**31)))
+            phase += one_pass
+        out += phase[:n]
+    return out
 
 
 def group_by_path(items: Sequence[tuple], size: int, seed: int = 0) -> list[tuple]:

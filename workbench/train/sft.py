@@ -105,6 +105,12 @@ class SFTSettings:
     data without grounding rows (the `default` profile's). () = none."""
     max_train_examples: int = 0
     """Use at most this many training examples (a seeded random subset); 0 = all."""
+    single_view_first: float = 0.0
+    """A curriculum for data with multi-view questions: this share of the `max_steps` trains on the
+    single-view examples only, the rest on the whole blend (multi-view questions and their
+    `ground_frame` grounding mixed in). Mixed from the first step, the two-view default run's
+    think stopped following its detect block (docs/experiments.md, "The default profile across two
+    views"). 0 = mixed throughout; needs `max_steps` and `group_by_path` (a fixed order)."""
     group_by_path: bool = True
     """Batches of one path each (less padding), in a seeded order fixed for every epoch; False =
     examples reshuffled by the trainer every epoch."""
@@ -248,6 +254,12 @@ class SFTSettings:
         if self.region_pool not in ("", *REGION_POOLS):
             raise ValueError(f"unknown region_pool {self.region_pool!r}; choose one of {REGION_POOLS} or ''")
         check_steps(self, ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"))
+        if not 0.0 <= self.single_view_first < 1.0:
+            raise ValueError(f"single_view_first must be a share in [0, 1), got {self.single_view_first!r}")
+        if self.single_view_first and (self.max_steps < 1 or not self.group_by_path or self.max_train_examples):
+            raise ValueError("single_view_first needs max_steps > 0 and group_by_path, without max_train_examples "
+                             f"(got max_steps={self.max_steps}, group_by_path={self.group_by_path}, "
+                             f"max_train_examples={self.max_train_examples})")
         if self.copy_warmup_learning_rate < 0:
             raise ValueError(f"copy_warmup_learning_rate must be >= 0, got {self.copy_warmup_learning_rate!r}")
         if not 0.0 <= self.copy_warmup_numbers <= 1.0:
@@ -459,7 +471,10 @@ def train_sft(
     train = training_examples(dd["train"], settings.blend, max_examples=settings.max_train_examples, seed=settings.seed,
                               group_size=settings.per_device_train_batch_size if settings.group_by_path else 1,
                               depth=M.uses_depth(model), depth_dropout=settings.depth_dropout,
-                              grounding=settings.grounding, **prompting)
+                              grounding=settings.grounding, single_view_first=settings.single_view_first,
+                              length=settings.max_steps * settings.per_device_train_batch_size
+                              * settings.gradient_accumulation_steps if settings.single_view_first else 0,
+                              **prompting)
     raw = train.with_format(None)
     trainer = build_trainer(model, processor, train, out, settings, callbacks)
 
