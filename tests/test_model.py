@@ -775,3 +775,77 @@ def test_a_loaded_processor_pads_without_the_max_length_warning(saved, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         processor(images=[Image.new("RGB", (112, 112))] * 2, text=[text, text + " b"], padding=True, return_tensors="pt")
+
+
+@pytest.fixture(scope="module")
+def pooled_only():
+    """A tiny model whose language model learns a region's place only from what its box pools
+    (`region_box="pooled"`: location tokens zeroed, no box encoding), as the paper's model."""
+    rows = [make_row(i, n, numeric=bool(i % 2)) for i, n in enumerate([2, 1, 0, 2])]
+    settings = M.ModelSettings.from_profile("smoke", **M.REGION_BOXES["pooled"])
+    return M.build_tiny(list(P.corpus(rows)) * 10, settings)
+
+
+def test_hide_box_tokens_zeroes_only_a_regions_location_tokens(tiny):
+    model, processor = tiny
+    cfg = model.config
+    loc, region = cfg.workbench_loc_token_start, cfg.workbench_region_token_id
+    ids = torch.tensor([[5, region, loc + 1, loc + 2, loc + 3, loc + 4, loc, 7, loc + 9, region, 8, loc + 3]])
+    embeds = torch.ones(1, ids.shape[1], 3)
+    out = M.hide_box_tokens(ids, embeds, cfg)
+    zeroed = (out == 0).all(-1)[0].tolist()
+    # the four bins and the fifth (frame) token after the first region; a loc token after text,
+    # a region without bins and a loc token after a word keep their embeddings
+    assert zeroed == [False, False, True, True, True, True, True, False, False, False, False, False]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("depth", [False, True])
+def test_pooled_only_regions_know_their_place_from_the_image_alone(pooled_only, tiny, depth):
+    """With `region_box="pooled"` a uniform gray image (no depth) gives the same logits wherever
+    the box is, so a blank-image baseline cannot read the answer off the box; the real image (and
+    its depth) still moves them, and so does the gray image's depth alone (the 3D positional
+    embedding says where the box is). The default model reads the box whatever the image."""
+    import numpy as np
+
+    gray = Image.new("RGB", (112, 112), (128, 128, 128))
+    blank = {**make_row(), "image": gray}
+
+    def logits(model, processor, row):
+        if depth:
+            row = {**row, "depth": np.full((112, 112), 2.0, np.float32) + np.linspace(0, 1, 112, dtype=np.float32),
+                   "intrinsics": [90.0, 90.0, 56.0, 56.0]}
+        inputs = M.model_inputs(processor, [row], "dtr", True, depth=depth and M.uses_depth(model))
+        return model(**inputs).logits[0, -1]
+
+    model, processor = pooled_only
+    model.eval()
+    torch.nn.init.normal_(model.model.depth_embed.net[-1].weight, std=0.5)  # the fresh one is near zero
+    still, there = logits(model, processor, blank), logits(model, processor, moved(blank))
+    if depth:  # the gray image's depth says where the box is: the 3D positional embedding
+        assert (still - there).abs().max() > 1e-4
+    else:
+        assert torch.allclose(still, there, atol=1e-5)
+    assert (logits(model, processor, make_row()) - logits(model, processor, moved(make_row()))).abs().max() > 1e-4
+    default, default_processor = tiny
+    default.eval()
+    assert (logits(default, default_processor, blank) - logits(default, default_processor, moved(blank))).abs().max() > 1e-4
+
+
+def test_region_box_setting_builds_saves_and_loads(tmp_path):
+    """`region_box` of SFT and the base stage picks the new model's `REGION_BOXES` entry; the model
+    keeps it through save and load; a bad name is refused by name."""
+    import datasets
+
+    from workbench.train import base, sft
+
+    rows = datasets.Dataset.from_list([{k: v for k, v in make_row(i).items() if k != "image"} for i in range(4)])
+    settings = sft.SFTSettings.from_profile("smoke", region_box="pooled")
+    model, processor = sft.build_model(rows, settings)
+    assert not model.config.workbench_region_box_text and not hasattr(model.model, "region_geometry")
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert M.load(tmp_path)[0].config.workbench_region_box_text is False
+    assert base.BaseSettings.from_profile("smoke", region_box="pooled").trainer_settings().region_box == "pooled"
+    with pytest.raises(ValueError, match="unknown region_box 'boxes'"):
+        sft.SFTSettings(region_box="boxes")

@@ -20,6 +20,7 @@ from workbench.model.architecture import (
     RegionQwen2_5_VLModel,
     box_encoding,
     box_fractions,
+    hide_box_tokens,
     is_region_model,
     ordered_embeddings,
     patch_features,
@@ -33,7 +34,7 @@ from workbench.model.architecture import (
 )
 from workbench.model.inference import generate, model_inputs
 from workbench.model.loading import build_tiny, load, make_config
-from workbench.model.settings import DEPTH_MODES, LoraSettings, ModelSettings
+from workbench.model.settings import DEPTH_MODES, REGION_BOXES, LoraSettings, ModelSettings
 from workbench.model.tokenizer import (
     CHAT_TEMPLATE,
     CONTROL_TOKENS,
@@ -56,4 +57,4 @@ from workbench.tasks.locations import (
     encode_region_tokens,
 )
 
-__all__ = ['LOC_TOKENS', 'NUM_LOC_BINS', 'bins_to_box', 'box_to_bins', 'decode_region_tokens', 'encode_region_tokens', 'ModelSettings', 'LoraSettings', 'DEPTH_MODES', 'PAD_TOKEN', 'EOS_TOKEN', 'CONTROL_TOKENS', 'FORMAT_TOKENS', 'OPTION_TOKENS', 'CHAT_TEMPLATE', 'ROLE_NAMES', 'train_tokenizer', 'WorkbenchProcessor', 'make_processor', 'image_size_of', 'RegionQwen2_5_VLModel', 'MAX_REGIONS', 'GEOMETRY_FREQUENCIES', 'GEOMETRY_DIM', 'box_encoding', 'ordered_embeddings', 'box_fractions', 'pool_box', 'pool_box_patches', 'patch_features', 'REGION_POOLS', 'region_backbone', 'RegionQwen2_5_VLForConditionalGeneration', 'publish_model_class', 'is_region_model', 'uses_region_coords', 'prompt_options', 'uses_depth', 'make_config', 'build_tiny', 'load', 'model_inputs', 'generate']
+__all__ = ['LOC_TOKENS', 'NUM_LOC_BINS', 'bins_to_box', 'box_to_bins', 'decode_region_tokens', 'encode_region_tokens', 'ModelSettings', 'LoraSettings', 'DEPTH_MODES', 'REGION_BOXES', 'PAD_TOKEN', 'EOS_TOKEN', 'CONTROL_TOKENS', 'FORMAT_TOKENS', 'OPTION_TOKENS', 'CHAT_TEMPLATE', 'ROLE_NAMES', 'train_tokenizer', 'WorkbenchProcessor', 'make_processor', 'image_size_of', 'RegionQwen2_5_VLModel', 'MAX_REGIONS', 'GEOMETRY_FREQUENCIES', 'GEOMETRY_DIM', 'box_encoding', 'ordered_embeddings', 'box_fractions', 'pool_box', 'pool_box_patches', 'patch_features', 'REGION_POOLS', 'hide_box_tokens', 'region_backbone', 'RegionQwen2_5_VLForConditionalGeneration', 'publish_model_class', 'is_region_model', 'uses_region_coords', 'prompt_options', 'uses_depth', 'make_config', 'build_tiny', 'load', 'model_inputs', 'generate']

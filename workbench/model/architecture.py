@@ -206,6 +206,14 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
                 position_ids,
                 patch_features(image) if self.region_pool == "patch" else None,
             )
+        if (
+            not getattr(cfg, "workbench_region_box_text", True)
+            and input_ids is not None
+            and bool((input_ids == cfg.workbench_region_token_id).any())
+        ):
+            if inputs_embeds is None:
+                inputs_embeds = self.get_input_embeddings()(input_ids)
+            inputs_embeds = hide_box_tokens(input_ids, inputs_embeds, cfg)
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -312,6 +320,24 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
             )
         return grids
 
+
+
+def hide_box_tokens(input_ids: torch.Tensor, inputs_embeds: torch.Tensor, config) -> torch.Tensor:
+    """`inputs_embeds` with the location tokens that follow each `<region>` (its four box bins and
+    the optional fifth naming its image) set to zero: the box stays in the ids, where region pooling
+    reads it, but not in what the language model reads (`ModelSettings.region_box_text` False).
+    Location tokens elsewhere (a 2D box the model writes) are left as they are."""
+    start, n_bins = config.workbench_loc_token_start, config.workbench_num_loc_bins
+    is_loc = (input_ids >= start) & (input_ids < start + n_bins)
+    after = torch.zeros_like(is_loc)
+    region = input_ids == config.workbench_region_token_id
+    run = region
+    for _ in range(5):  # loc tokens right after a region token, or after such a loc token
+        run = torch.nn.functional.pad(run[:, :-1], (1, 0)) & is_loc
+        after |= run
+    if not bool(after.any()):
+        return inputs_embeds
+    return inputs_embeds.masked_fill(after[..., None], 0.0)
 
 def _region_image(images: list[tuple[int, int]], position: int, frame_bin: Any, n_bins: int) -> int:
     """The image a region at token `position` pools from, among its sample's `images` ((start,

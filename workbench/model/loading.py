@@ -83,6 +83,7 @@ def make_config(tokenizer, settings: ModelSettings) -> Qwen2_5_VLConfig:
         workbench_region_features=settings.region_features,
         workbench_region_geometry=settings.region_features and settings.region_geometry,
         workbench_region_index=settings.region_features and settings.region_index,
+        workbench_region_box_text=settings.region_box_text,
         workbench_region_pool=settings.region_pool,
         workbench_region_token_id=ids(REGION_TOKEN),
         workbench_loc_token_start=ids(LOC_TOKENS[0]),

@@ -17,6 +17,14 @@ DEPTH_MODES = ("none", "relative", "metric")
 """Values of `ModelSettings.depth_embedding`: which point map the model embeds (`depth.py`)."""
 
 
+REGION_BOXES = {"tokens": dict(region_box_text=True, region_geometry=True),
+                "pooled": dict(region_box_text=False, region_geometry=False)}
+"""How a new built-in model's language model learns where a region is (`SFTSettings.region_box`):
+"tokens", from the box itself (its location tokens and a Fourier encoding of it added to the region
+feature; the profiles'), or "pooled", only from what the box pools (the image and its 3D positional
+embedding), as the paper's model does."""
+
+
 @dataclass
 class ModelSettings:
     """Sizes of the tiny built-in model (`build_tiny`). Profiles are presets (`from_profile`)."""
@@ -57,6 +65,12 @@ class ModelSettings:
     """Add a Fourier encoding of the region's box (edges, center, size) to its region feature, and start
     the location-token embeddings ordered (sinusoids of the bin index): where a region is becomes a
     smooth input instead of 32 unrelated embeddings to learn."""
+    region_box_text: bool = True
+    """The language model reads each region's location tokens (its box, as tokens after `<region>`).
+    False: those tokens reach it with zero embeddings, so a region's place reaches the model only
+    through what its box pools (the patch features with the 3D positional embedding), as in the
+    paper's model, whose regions are marks in the image and pooled features; the box still picks
+    what is pooled. With `region_geometry` off too, a blank image knows nothing of where a region is."""
     region_index: bool = True
     """Add a learned embedding of the region's order in its sample (first, second, ...) to its
     region feature. Traces name the regions in question order, and without it the k-th region can

@@ -83,7 +83,8 @@ _TRAINER_FIELDS = ("num_train_epochs", "max_steps", "per_device_train_batch_size
                    "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta2",
                    "max_grad_norm", "max_length", "logging_steps", "save_steps", "save_total_limit", "seed",
                    "bf16", "activation_checkpointing", "dataloader_num_workers", "report_to", "disable_tqdm",
-                   "model_profile", "option_style", "depth_embedding", "region_pool", "depth_dropout", "copy_warmup_steps",
+                   "model_profile", "option_style", "depth_embedding", "region_pool", "region_box", "depth_dropout",
+                   "copy_warmup_steps",
                    "copy_warmup_batch_size", "copy_warmup_numbers")
 """Fields a `BaseSettings` shares with `SFTSettings` (same meaning): the trainer and the new model."""
 
@@ -105,6 +106,9 @@ class BaseSettings:
     profile's (`metric`)."""
     region_pool: str = ""
     """What the new model's regions pool (patch | merged); "" = the model profile's (`patch`)."""
+    region_box: str = ""
+    """Where the new model's language model learns a region's place (tokens | pooled; see
+    `SFTSettings.region_box`); "" = the model profile's (`tokens`)."""
     derived_tasks: tuple[str, ...] = DERIVED_TASKS
     """Grounding examples each marked region of a train question gives (`DERIVED_TASKS`); () = none,
     only the dataset's own grounding rows."""

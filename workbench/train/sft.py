@@ -96,6 +96,10 @@ class SFTSettings:
     model, or added to a pretrained Qwen2.5-VL; "" = the built-in model profile's (`metric`), the
     paper's (`relative`) for a Qwen2.5-VL. A saved built-in model keeps its own."""
     region_pool: str = ""
+    region_box: str = ""
+    """Where a new built-in model's language model learns a region's place (`model.REGION_BOXES`):
+    "tokens" (its box as location tokens and a box encoding) or "pooled" (only what the box pools,
+    as the paper's model); "" = the model profile's ("tokens"). A saved built-in model keeps its own."""
     """What a new built-in model's regions pool (`model.REGION_POOLS`: patch | merged); "" = the
     model profile's (`patch`). A saved built-in model keeps its own."""
     grounding: tuple[str, ...] = ()
@@ -253,6 +257,9 @@ class SFTSettings:
         from workbench.model.architecture import REGION_POOLS
         if self.region_pool not in ("", *REGION_POOLS):
             raise ValueError(f"unknown region_pool {self.region_pool!r}; choose one of {REGION_POOLS} or ''")
+        from workbench.model.settings import REGION_BOXES
+        if self.region_box not in ("", *REGION_BOXES):
+            raise ValueError(f"unknown region_box {self.region_box!r}; choose one of {tuple(REGION_BOXES)} or ''")
         check_steps(self, ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"))
         if not 0.0 <= self.single_view_first < 1.0:
             raise ValueError(f"single_view_first must be a share in [0, 1), got {self.single_view_first!r}")
@@ -316,6 +323,8 @@ def build_model(train_rows, settings: SFTSettings, model_name_or_path: str = "")
         extra = {k: v for k, v in (("option_style", settings.option_style),
                                    ("depth_embedding", settings.depth_embedding),
                                    ("region_pool", settings.region_pool)) if v}
+        if settings.region_box:
+            extra.update(M.REGION_BOXES[settings.region_box])
         model_settings = M.ModelSettings.from_profile(settings.model_profile or settings.profile or "default", seed=settings.seed,
                                                       **extra)
         return M.build_tiny(prompts.corpus(text_rows, model_settings.system_prompts, model_settings.option_style),
