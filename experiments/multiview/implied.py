@@ -39,7 +39,7 @@ def main() -> None:
     counts: dict[tuple, Counter] = defaultdict(Counter)
     for line in (Path(args.eval_dir) / "predictions.jsonl").read_text().splitlines():
         pred = json.loads(line)
-        if pred["resolved_path"] != "dtr" or pred["id"] not in poses:
+        if pred["path"] != "dtr" or pred["id"] not in poses:  # asked on DTR (not "auto")
             continue
         row = poses[pred["id"]]
         p = score_prediction({**pred, "view_poses": row["view_poses"]})
