@@ -614,14 +614,14 @@ def test_single_view_first_schedules_a_curriculum(mv_data):
     dd, _, _ = mv_data
     rows = dd["train"]
     single = single_view(rows)
-    kw = dict(group_size=4, grounding=("ground_3d", "ground_frame"), length=240, single_view_first=0.6)
+    kw = dict(group_size=4, grounding=("ground_3d", "ground_frame"), length=2400, single_view_first=0.06)
     raw = training_examples(rows, "blend", seed=3, **kw).with_format(None)
-    assert len(raw) == 240
-    first, rest = slice(0, 144), slice(144, 240)
+    assert len(raw) == 2400
+    first, rest = slice(0, 144), slice(144, 2400)
     assert all(single[r] for r in raw["row"][first]) and "ground_frame" not in raw["task"][first]
     assert not all(single[r] for r in raw["row"][rest]) and "ground_frame" in raw["task"][rest]
     paths = raw["path"]
-    assert all(len(set(paths[i:i + 4])) == 1 for i in range(0, 144, 4))
+    assert all(len(set(paths[i:i + 4])) == 1 for i in range(0, 2400, 4))  # across passes too
     assert training_examples(rows, "blend", seed=3, **kw).with_format(None)["row"] == raw["row"]
     with pytest.raises(ValueError, match="max_examples"):
         training_examples(rows, "blend", max_examples=10, **kw)

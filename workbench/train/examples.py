@@ -7,6 +7,7 @@ one example per path of a blend (`example_index`, `training_examples`), batches 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -256,8 +257,9 @@ def schedule(pools: Sequence[Sequence[tuple]], shares: Sequence[float], length: 
              seed: int = 0) -> list[tuple]:
     """Exactly `length` items (row, path, ...) in phases: phase k takes `shares[k]` of `length`
     (rounded down to whole groups of `group_size`; the last phase takes the rest) from `pools[k]`,
-    passing over the pool in a fresh seeded order as often as it needs; inside a pass items are
-    grouped by path (`group_by_path`). The curriculum of `training_examples(single_view_first=)`.
+    passing over the pool in a fresh seeded order as often as it needs; a pass is grouped by path
+    (`group_by_path`) and keeps its whole groups only, so every batch of `group_size` holds one path.
+    The curriculum of `training_examples(single_view_first=)`.
 
     >>> schedule([[(0, "lor")], [(1, "lor"), (2, "dtr")]], [0.5, 0.5], 4, seed=0)
     [(0, 'lor'), (0, 'lor'), (1, 'lor'), (2, 'dtr')]
@@ -281,6 +283,11 @@ def schedule(pools: Sequence[Sequence[tuple]], shares: Sequence[float], length: 
             one_pass = [pool[i] for i in rng.permutation(len(pool))]
             if group_size > 1:
                 one_pass = group_by_path(one_pass, group_size, int(rng.integers(2**31)))
+                paths = Counter(item[1] for item in one_pass)
+                full = len(one_pass) - sum(n % group_size for n in paths.values())
+                # whole groups only, so that every batch stays one path across passes (the few left
+                # over come back in the next pass's fresh order); a pool too small for one group keeps them
+                one_pass = one_pass[:full] or one_pass
             phase += one_pass
         out += phase[:n]
     return out
