@@ -321,7 +321,6 @@ class RegionQwen2_5_VLModel(Qwen2_5_VLModel):
         return grids
 
 
-
 def hide_box_tokens(input_ids: torch.Tensor, inputs_embeds: torch.Tensor, config) -> torch.Tensor:
     """`inputs_embeds` with the location tokens that follow each `<region>` (its four box bins and
     the optional fifth naming its image) set to zero: the box stays in the ids, where region pooling
@@ -338,6 +337,7 @@ def hide_box_tokens(input_ids: torch.Tensor, inputs_embeds: torch.Tensor, config
     if not bool(after.any()):
         return inputs_embeds
     return inputs_embeds.masked_fill(after[..., None], 0.0)
+
 
 def _region_image(images: list[tuple[int, int]], position: int, frame_bin: Any, n_bins: int) -> int:
     """The image a region at token `position` pools from, among its sample's `images` ((start,

@@ -96,12 +96,12 @@ class SFTSettings:
     model, or added to a pretrained Qwen2.5-VL; "" = the built-in model profile's (`metric`), the
     paper's (`relative`) for a Qwen2.5-VL. A saved built-in model keeps its own."""
     region_pool: str = ""
+    """What a new built-in model's regions pool (`model.REGION_POOLS`: patch | merged); "" = the
+    model profile's (`patch`). A saved built-in model keeps its own."""
     region_box: str = ""
     """Where a new built-in model's language model learns a region's place (`model.REGION_BOXES`):
     "tokens" (its box as location tokens and a box encoding) or "pooled" (only what the box pools,
     as the paper's model); "" = the model profile's ("tokens"). A saved built-in model keeps its own."""
-    """What a new built-in model's regions pool (`model.REGION_POOLS`: patch | merged); "" = the
-    model profile's (`patch`). A saved built-in model keeps its own."""
     grounding: tuple[str, ...] = ()
     """Grounding blended in from the question rows (`examples.GROUNDING_TASKS`): each region a train
     question marks also gives one region -> 3D center (`ground_3d`) or region -> 2D box example, on
