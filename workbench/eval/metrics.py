@@ -37,10 +37,8 @@ a metric has no rows to average over):
   alone, not sizes or counts), the share whose stated answer equals it: the same letter, or
   for numbers |stated - implied| <= max(0.05 m, 5% of implied). With `correct`, it separates
   perception errors (the centers imply a wrong answer) from reasoning errors (they imply the
-  right one but the model said otherwise): `diagnose`. A cross-view question's centers imply
-  its answer by the single-view rule (`crossview.AS_SINGLE`) in the frame the detect block names
-  (that frame's pose from the row's `view_poses`), so a viewpoint question aligned to the wrong
-  frame counts as a perception error unless its geometry happens to give the same answer.
+  right one but the model said otherwise): `diagnose`. Cross-view: the single-view rule in the frame
+  the detect block names (its pose from `view_poses`; a viewpoint question aligned wrongly is perception).
 - `label_recall`: over rows with regions, the mean share of the question's region labels
   (`red box`, ...) that the completion names anywhere. It measures whether the model reads the
   prompt at all, and moves before accuracy can: a model that writes the same labels whatever
@@ -287,8 +285,7 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
         named = rewards.reference_frame(text)
         if named in frames:
             gt_centers = {k: [float(c) for c in v] for k, v in frames[named].items()}
-            poses = pred.get("view_poses") or ()
-            named_pose = poses[named - 1] if 1 <= named <= len(poses) else None
+            named_pose = pred["view_poses"][named - 1] if len(pred.get("view_poses") or ()) >= named else None
     out.update(
         accuracy=score["accuracy"],
         format=score["format"],
@@ -333,10 +330,8 @@ def score_prediction(pred: Mapping[str, Any], settings: ScoringSettings | None =
     if path == "dtr" and pred["category"] in questions.REGION_CATEGORIES and matched:
         implied = questions.answer_from_centers(pred["category"], matched, _truth_row(pred))
     elif path == "dtr" and pred["category"] in crossview.AS_SINGLE and matched and named_pose is not None:
-        # a cross-view question: the single-view rule in the frame the detect block names, whichever
-        # it is (the answer recomputed from the model's own centers, like a single view's)
-        truth = {**_truth_row(pred), "camera_to_world": named_pose}
-        implied = questions.answer_from_centers(crossview.AS_SINGLE[pred["category"]], matched, truth)
+        implied = questions.answer_from_centers(  # cross-view: the single-view rule in the frame it names
+            crossview.AS_SINGLE[pred["category"]], matched, {**_truth_row(pred), "camera_to_world": named_pose})
     out["implied_answer"] = implied
     out["implied_agrees"] = (
         None if implied is None else answers_agree(stated, implied, answer_type, agreement_abs, agreement_rel)
