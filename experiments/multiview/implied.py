@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from workbench.eval.metrics import score_prediction
-from workbench.tasks import crossview
+from workbench.tasks import crossview, rewards
 from workbench.train.examples import load_splits
 
 SPLITS = ("val", "test", "test_ood")
@@ -30,18 +30,18 @@ def main() -> None:
     parser.add_argument("data_dir")
     args = parser.parse_args()
     dd = load_splits(args.data_dir)
-    poses = {}
+    rows = {}  # cross-view rows by id: their frames' poses and the frame they require
     for split in SPLITS:
         ds = dd[split].select_columns(["id", "view_poses", "category", "reference_frame", "region_frames"])
         for row in ds:
             if row["category"] in crossview.AS_SINGLE:
-                poses[row["id"]] = row
+                rows[row["id"]] = row
     counts: dict[tuple, Counter] = defaultdict(Counter)
     for line in (Path(args.eval_dir) / "predictions.jsonl").read_text().splitlines():
         pred = json.loads(line)
-        if pred["path"] != "dtr" or pred["id"] not in poses:  # asked on DTR (not "auto")
+        if pred["path"] != "dtr" or pred["id"] not in rows:  # asked on DTR (not "auto")
             continue
-        row = poses[pred["id"]]
+        row = rows[pred["id"]]
         p = score_prediction({**pred, "view_poses": row["view_poses"]})
         c = counts[(pred["model"], pred["category"])]
         c["n"] += 1
@@ -60,7 +60,6 @@ def main() -> None:
 
 
 def _named(p: dict) -> int | None:
-    from workbench.tasks import rewards
     return rewards.reference_frame(rewards.completion_text(p.get("completion")) or "")
 
 

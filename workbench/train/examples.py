@@ -283,8 +283,8 @@ def schedule(pools: Sequence[Sequence[tuple]], shares: Sequence[float], length: 
             one_pass = [pool[i] for i in rng.permutation(len(pool))]
             if group_size > 1:
                 one_pass = group_by_path(one_pass, group_size, int(rng.integers(2**31)))
-                paths = Counter(item[1] for item in one_pass)
-                full = len(one_pass) - sum(n % group_size for n in paths.values())
+                per_path = Counter(item[1] for item in one_pass)
+                full = len(one_pass) - sum(count % group_size for count in per_path.values())
                 # whole groups only, so that every batch stays one path across passes (the few left
                 # over come back in the next pass's fresh order); a pool too small for one group keeps them
                 one_pass = one_pass[:full] or one_pass
